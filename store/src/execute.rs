@@ -1,0 +1,283 @@
+//! Command execution: load a ticket, decide in memory, append with optimistic concurrency.
+//!
+//! A command list is decided against the stream as loaded and appended at the next sequence.
+//! If another writer appended first, the append fails on the `(stream, sequence)` key, and the
+//! command is decided again on the reloaded stream, up to [`MAX_ATTEMPTS`] times.
+//!
+//! Idempotency rides on the same key: a command whose idempotency key is already in the stream
+//! appends nothing, and two concurrent commands with one key cannot both append, because the
+//! loser reloads and then finds the key.
+
+use std::collections::HashMap;
+
+use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventRepository, PersistedEventStore};
+use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
+use opencity_domain::{Ticket, TicketCommand, TicketError, TicketEvent, TicketServices};
+use uuid::Uuid;
+
+use crate::error::{CommandError, StoreError};
+use crate::model::{CommandMetadata, CommandOutcome, LogCheckpoint, IDEMPOTENCY_KEY};
+use crate::store::{Backend, Store};
+
+/// Attempts of one command before it fails with [`CommandError::Conflict`].
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// A ticket stream as loaded, plus the events decided in memory but not yet appended.
+pub(crate) struct StreamState {
+    stream_id: String,
+    ticket: Ticket,
+    /// Stored events followed by the decided ones.
+    history: Vec<EventEnvelope<Ticket>>,
+    stored: usize,
+}
+
+/// The result of deciding one command list, before its events are stored.
+pub(crate) struct Decision {
+    /// The sequence whose checkpoint the outcome reports. It is the last event the command list
+    /// appends, or appended earlier when replayed. If the list appends nothing, it is the
+    /// stream's last event, and `None` for an empty stream.
+    pub(crate) reported_sequence: Option<usize>,
+    pub(crate) appended: usize,
+    pub(crate) replayed: bool,
+}
+
+impl StreamState {
+    pub(crate) fn new(ticket_id: Uuid, stored: Vec<EventEnvelope<Ticket>>) -> Self {
+        let mut ticket = Ticket::default();
+        for envelope in &stored {
+            ticket.apply(envelope.payload.clone());
+        }
+        StreamState {
+            stream_id: ticket_id.to_string(),
+            ticket,
+            stored: stored.len(),
+            history: stored,
+        }
+    }
+
+    fn last_sequence(&self) -> usize {
+        self.history.last().map_or(0, |envelope| envelope.sequence)
+    }
+
+    pub(crate) fn pending(&self) -> &[EventEnvelope<Ticket>] {
+        &self.history[self.stored..]
+    }
+
+    /// Decides a command list in order, each command seeing the events of the ones before.
+    /// On a domain error the state is left as it was.
+    pub(crate) fn decide(
+        &mut self,
+        commands: Vec<TicketCommand>,
+        metadata: &CommandMetadata,
+        services: &TicketServices,
+    ) -> Result<Decision, TicketError> {
+        if let Some(decision) = self.replay(metadata) {
+            return Ok(decision);
+        }
+
+        let mut ticket = self.ticket.clone();
+        let mut events: Vec<TicketEvent> = Vec::new();
+        for command in commands {
+            for event in ticket.decide(command, services)? {
+                ticket.apply(event.clone());
+                events.push(event);
+            }
+        }
+
+        self.ticket = ticket;
+        let appended = events.len();
+        let metadata = metadata.to_map();
+        let first_sequence = self.last_sequence() + 1;
+        for (sequence, payload) in (first_sequence..).zip(events) {
+            self.history.push(EventEnvelope {
+                aggregate_id: self.stream_id.clone(),
+                sequence,
+                payload,
+                metadata: metadata.clone(),
+            });
+        }
+        let reported_sequence = self.history.last().map(|envelope| envelope.sequence);
+        Ok(Decision {
+            reported_sequence,
+            appended,
+            replayed: false,
+        })
+    }
+
+    /// Finds the events an earlier command with the same idempotency key appended.
+    fn replay(&self, metadata: &CommandMetadata) -> Option<Decision> {
+        let key = metadata.idempotency_key.as_deref()?;
+        let earlier: Vec<usize> = self
+            .history
+            .iter()
+            .filter(|envelope| {
+                envelope.metadata.get(IDEMPOTENCY_KEY).map(String::as_str) == Some(key)
+            })
+            .map(|envelope| envelope.sequence)
+            .collect();
+        let last = *earlier.last()?;
+        Some(Decision {
+            reported_sequence: Some(last),
+            appended: earlier.len(),
+            replayed: true,
+        })
+    }
+}
+
+impl Store {
+    /// Executes `commands` on one ticket as a unit: loads the stream, decides every command in
+    /// order in memory, and appends all resulting events in one transaction with `metadata`.
+    ///
+    /// A domain error on any command appends nothing. A concurrent append to the same stream
+    /// makes the command run again on the reloaded stream, at most [`MAX_ATTEMPTS`] times in
+    /// all. When `metadata.idempotency_key` is already on an event of the stream, nothing is
+    /// appended and the earlier outcome is returned with `replayed: true`.
+    ///
+    /// Currently, a keyed command that appended no events leaves no trace of its key, so
+    /// sending it again decides it again.
+    #[tracing::instrument(skip_all, fields(%ticket_id, commands = commands.len()))]
+    pub async fn execute(
+        &self,
+        ticket_id: Uuid,
+        commands: Vec<TicketCommand>,
+        metadata: &CommandMetadata,
+        services: &TicketServices,
+    ) -> Result<CommandOutcome, CommandError> {
+        match self.backend.as_ref() {
+            Backend::Postgres { events, .. } => {
+                self.execute_with(events, ticket_id, commands, metadata, services)
+                    .await
+            }
+            Backend::Sqlite { events, .. } => {
+                self.execute_with(events, ticket_id, commands, metadata, services)
+                    .await
+            }
+        }
+    }
+
+    async fn execute_with<R: PersistedEventRepository>(
+        &self,
+        events: &PersistedEventStore<R, Ticket>,
+        ticket_id: Uuid,
+        commands: Vec<TicketCommand>,
+        metadata: &CommandMetadata,
+        services: &TicketServices,
+    ) -> Result<CommandOutcome, CommandError> {
+        let stream_id = ticket_id.to_string();
+        for attempt in 1..=MAX_ATTEMPTS {
+            let mut state = StreamState::new(ticket_id, events.load_events(&stream_id).await?);
+            let before = state.ticket.clone();
+            let current_sequence = state.last_sequence();
+            let decision = state.decide(commands.clone(), metadata, services)?;
+
+            if !decision.replayed && decision.appended > 0 {
+                let new_events = state
+                    .pending()
+                    .iter()
+                    .map(|envelope| envelope.payload.clone());
+                let context = EventStoreAggregateContext {
+                    aggregate_id: stream_id.clone(),
+                    aggregate: before,
+                    current_sequence,
+                    current_snapshot: None,
+                };
+                match events
+                    .commit(new_events.collect(), context, metadata.to_map())
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(AggregateError::AggregateConflict) => {
+                        tracing::debug!(attempt, "stream changed concurrently; retrying");
+                        continue;
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+            }
+            return Ok(self.outcome(ticket_id, &decision).await?);
+        }
+
+        tracing::warn!(%ticket_id, attempts = MAX_ATTEMPTS, "command failed: stream kept changing");
+        Err(CommandError::Conflict)
+    }
+
+    /// Appends `events` to a ticket stream whose last sequence is `expected_sequence`, without
+    /// deciding them: for tools that copy a log. Fails with [`CommandError::Conflict`] if the
+    /// stream has moved on, and is not retried.
+    pub async fn append_events(
+        &self,
+        ticket_id: Uuid,
+        expected_sequence: usize,
+        events: Vec<TicketEvent>,
+        metadata: &CommandMetadata,
+    ) -> Result<CommandOutcome, CommandError> {
+        let context = EventStoreAggregateContext {
+            aggregate_id: ticket_id.to_string(),
+            aggregate: Ticket::default(),
+            current_sequence: expected_sequence,
+            current_snapshot: None,
+        };
+        let appended = events.len();
+        let committed = match self.backend.as_ref() {
+            Backend::Postgres { events: store, .. } => {
+                store.commit(events, context, metadata.to_map()).await
+            }
+            Backend::Sqlite { events: store, .. } => {
+                store.commit(events, context, metadata.to_map()).await
+            }
+        };
+        let last_sequence = committed?
+            .last()
+            .map_or(expected_sequence, |envelope| envelope.sequence);
+        let reported_sequence = (last_sequence > 0).then_some(last_sequence);
+        let decision = Decision {
+            reported_sequence,
+            appended,
+            replayed: false,
+        };
+        Ok(self.outcome(ticket_id, &decision).await?)
+    }
+
+    async fn outcome(
+        &self,
+        ticket_id: Uuid,
+        decision: &Decision,
+    ) -> Result<CommandOutcome, StoreError> {
+        let event_keys: Vec<(String, i64)> = decision
+            .reported_sequence
+            .and_then(|sequence| i64::try_from(sequence).ok())
+            .map(|sequence| (ticket_id.to_string(), sequence))
+            .into_iter()
+            .collect();
+        let checkpoints = self.checkpoints_at(&event_keys).await?;
+        outcome_from(ticket_id, decision, &checkpoints)
+    }
+}
+
+pub(crate) fn outcome_from(
+    ticket_id: Uuid,
+    decision: &Decision,
+    checkpoints: &HashMap<(String, i64), LogCheckpoint>,
+) -> Result<CommandOutcome, StoreError> {
+    let last_checkpoint = match decision.reported_sequence {
+        None => LogCheckpoint::START,
+        Some(sequence) => {
+            let key = (
+                ticket_id.to_string(),
+                i64::try_from(sequence).unwrap_or(i64::MAX),
+            );
+            *checkpoints.get(&key).ok_or_else(|| {
+                StoreError::Database(
+                    format!("event {sequence} of ticket {ticket_id} is missing after append")
+                        .into(),
+                )
+            })?
+        }
+    };
+    Ok(CommandOutcome {
+        ticket_id,
+        last_position: last_checkpoint.position,
+        last_checkpoint,
+        appended: decision.appended,
+        replayed: decision.replayed,
+    })
+}

@@ -1,0 +1,40 @@
+//! The event store of «Открытый город»: ticket events in PostgreSQL (through postgres-es) or in
+//! an embedded SQLite file, one global log in a gap-safe order, and command execution with
+//! optimistic concurrency and idempotency keys.
+//!
+//! cqrs-es has no global order and dispatches its queries outside the append transaction, so
+//! read models do not use its query dispatch. They read [`Store::read_log`] from a checkpoint
+//! and commit their views with the new checkpoint in the store's database.
+//!
+//! # Layout
+//! - [`Store`] (`store.rs`): opening, stream and log reads. `execute.rs` adds command
+//!   execution ([`Store::execute`]), and `bulk.rs` the bulk path for imports
+//!   ([`Store::execute_many`]).
+//! - [`StoreConfig`], [`DbPool`] (`config.rs`): which database, and its pool.
+//! - [`model`]: stored events, log checkpoints, command metadata and outcomes.
+//! - [`StoreError`], [`CommandError`] (`error.rs`): failures with stable codes.
+//! - `postgres.rs`: the PostgreSQL schema and log reads; appends go through postgres-es.
+//! - [`sqlite`]: the SQLite schema, log reads and [`SqliteEventRepository`], our cqrs-es
+//!   repository for SQLite.
+//! - [`testing`]: temporary databases for tests.
+
+mod bulk;
+mod config;
+mod error;
+mod execute;
+pub mod model;
+mod postgres;
+pub mod sqlite;
+mod store;
+pub mod testing;
+
+#[cfg(test)]
+mod tests;
+
+pub use bulk::BulkItem;
+pub use config::{BackendKind, DbPool, StoreConfig, SQLITE_FILE_NAME};
+pub use error::{CommandError, StoreError};
+pub use execute::MAX_ATTEMPTS;
+pub use model::{CommandMetadata, CommandOutcome, LogCheckpoint, StoredEvent};
+pub use sqlite::{SqliteEventRepository, SqliteWriteTransaction};
+pub use store::{Store, WriteTransaction};

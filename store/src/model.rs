@@ -1,0 +1,152 @@
+//! Types the store hands out: stored events, log checkpoints, command metadata and outcomes.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use opencity_domain::TicketEvent;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A place in the global log, compared as the pair `(tx, position)`.
+///
+/// On PostgreSQL `tx` is the `xid8` of the transaction that wrote the event and the log is read
+/// in `(tx, position)` order, because positions are taken at insert time and commit in a
+/// different order. On SQLite `tx` is always 0 and `position` alone orders the log. The default
+/// checkpoint `(0, 0)` is before the first event on both.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct LogCheckpoint {
+    pub tx: i64,
+    pub position: i64,
+}
+
+impl LogCheckpoint {
+    /// The checkpoint before the first event of the log.
+    pub const START: LogCheckpoint = LogCheckpoint { tx: 0, position: 0 };
+}
+
+/// One event as stored, with its place in the global log.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StoredEvent {
+    /// Global position, unique and increasing in insert order.
+    pub position: i64,
+    /// Id of the writing transaction on PostgreSQL (`xid8`), 0 on SQLite.
+    pub tx: i64,
+    pub stream_type: String,
+    pub stream_id: String,
+    /// Sequence in the stream, starting at 1.
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    /// The event as cqrs-es serializes it: `{"VariantName": {...}}`.
+    pub payload: serde_json::Value,
+    /// A JSON object of strings, see [`CommandMetadata`].
+    pub metadata: serde_json::Value,
+    /// Business time of the event, taken from the payload's `occurred_at`.
+    pub occurred_at: DateTime<Utc>,
+    /// Time the database recorded the event.
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl StoredEvent {
+    /// Returns the checkpoint just past this event.
+    pub fn checkpoint(&self) -> LogCheckpoint {
+        LogCheckpoint {
+            tx: self.tx,
+            position: self.position,
+        }
+    }
+
+    /// Decodes the payload as a ticket event.
+    pub fn ticket_event(&self) -> Result<TicketEvent, serde_json::Error> {
+        serde_json::from_value(self.payload.clone())
+    }
+
+    /// Decodes the metadata written with the event.
+    pub fn command_metadata(&self) -> Result<CommandMetadata, serde_json::Error> {
+        let map: HashMap<String, String> = serde_json::from_value(self.metadata.clone())?;
+        CommandMetadata::from_map(&map)
+    }
+}
+
+/// Context of a command: the actor, the channel and the chain of requests. It is stored as the
+/// metadata of every event the command appends.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CommandMetadata {
+    pub actor: Option<String>,
+    pub role: Option<String>,
+    /// The actor's principal when the actor acts for someone else (a dispatcher filing for a
+    /// resident).
+    pub on_behalf_of: Option<String>,
+    pub channel: Option<String>,
+    pub correlation_id: Option<Uuid>,
+    pub causation_id: Option<Uuid>,
+    /// A key the client chooses per logical request; a command with a key already present in
+    /// the stream appends nothing.
+    pub idempotency_key: Option<String>,
+}
+
+const ACTOR: &str = "actor";
+const ROLE: &str = "role";
+const ON_BEHALF_OF: &str = "on_behalf_of";
+const CHANNEL: &str = "channel";
+const CORRELATION_ID: &str = "correlation_id";
+const CAUSATION_ID: &str = "causation_id";
+pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency_key";
+
+impl CommandMetadata {
+    /// Converts the metadata to the string map cqrs-es stores; absent fields are left out.
+    pub fn to_map(&self) -> HashMap<String, String> {
+        let fields = [
+            (ACTOR, self.actor.clone()),
+            (ROLE, self.role.clone()),
+            (ON_BEHALF_OF, self.on_behalf_of.clone()),
+            (CHANNEL, self.channel.clone()),
+            (CORRELATION_ID, self.correlation_id.map(|id| id.to_string())),
+            (CAUSATION_ID, self.causation_id.map(|id| id.to_string())),
+            (IDEMPOTENCY_KEY, self.idempotency_key.clone()),
+        ];
+        fields
+            .into_iter()
+            .filter_map(|(key, value)| value.map(|value| (key.to_string(), value)))
+            .collect()
+    }
+
+    /// Reads the metadata back from the stored map; unknown keys are ignored.
+    pub fn from_map(map: &HashMap<String, String>) -> Result<CommandMetadata, serde_json::Error> {
+        Ok(CommandMetadata {
+            actor: map.get(ACTOR).cloned(),
+            role: map.get(ROLE).cloned(),
+            on_behalf_of: map.get(ON_BEHALF_OF).cloned(),
+            channel: map.get(CHANNEL).cloned(),
+            correlation_id: parse_uuid(map, CORRELATION_ID)?,
+            causation_id: parse_uuid(map, CAUSATION_ID)?,
+            idempotency_key: map.get(IDEMPOTENCY_KEY).cloned(),
+        })
+    }
+}
+
+fn parse_uuid(map: &HashMap<String, String>, key: &str) -> Result<Option<Uuid>, serde_json::Error> {
+    match map.get(key) {
+        Some(text) => serde_json::from_value(serde_json::Value::String(text.clone())).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The result of [`Store::execute`](crate::Store::execute).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CommandOutcome {
+    pub ticket_id: Uuid,
+    /// Global position of the stream's last event after the command; 0 when the stream is empty.
+    pub last_position: i64,
+    /// Checkpoint of that event: a reader whose checkpoint is at or past it has seen the
+    /// command's events. On PostgreSQL compare this, not `last_position`, because positions
+    /// commit out of order.
+    pub last_checkpoint: LogCheckpoint,
+    /// Number of events the command appended; for a replayed command, the number the first
+    /// execution appended.
+    pub appended: usize,
+    /// True when the idempotency key was found in the stream and nothing was appended now.
+    pub replayed: bool,
+}

@@ -1,0 +1,226 @@
+//! The PostgreSQL backend: schema, connection and the reads postgres-es does not offer (the
+//! global log, positions, counts). Appends and stream loads go through postgres-es's
+//! `PostgresEventRepository`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use sqlx::postgres::{PgPoolOptions, PgRow};
+use sqlx::{PgPool, Row};
+
+use crate::error::StoreError;
+use crate::model::{LogCheckpoint, StoredEvent};
+
+/// Maximum connections of the pool; the api, the projection runner and the importer share it.
+const MAX_CONNECTIONS: u32 = 10;
+
+/// How long a caller waits for a free connection before the store reports itself unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Schema of the store. Every statement is idempotent. PostgreSQL runs a multi-statement
+/// simple query as one transaction, so the advisory lock (an arbitrary key owned by this
+/// schema) serializes servers that start at the same time. The `events` table is postgres-es's, extended by:
+/// - `global_position`: taken from an identity sequence at insert time, so it is unique but
+///   commits out of order;
+/// - `tx_id`: the writing transaction's `xid8`, which orders the log for gap-safe readers
+///   (see `READ_LOG`);
+/// - `occurred_at`: the business time, copied by a trigger from the payload
+///   (`{"Variant": {..., "occurred_at": ...}}`), because postgres-es inserts only its own
+///   seven columns;
+/// - `recorded_at`: the database clock at insert.
+const SCHEMA: &str = r#"
+SELECT pg_advisory_xact_lock(7061626);
+
+CREATE TABLE IF NOT EXISTS events (
+    aggregate_type  text        NOT NULL,
+    aggregate_id    text        NOT NULL,
+    sequence        bigint      NOT NULL CHECK (sequence >= 0),
+    event_type      text        NOT NULL,
+    event_version   text        NOT NULL,
+    payload         json        NOT NULL,
+    metadata        json        NOT NULL,
+    global_position bigint      GENERATED ALWAYS AS IDENTITY,
+    tx_id           xid8        NOT NULL DEFAULT pg_current_xact_id(),
+    occurred_at     timestamptz NOT NULL,
+    recorded_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (aggregate_type, aggregate_id, sequence),
+    CONSTRAINT events_global_position_key UNIQUE (global_position)
+);
+
+CREATE INDEX IF NOT EXISTS events_tx_id_global_position_idx ON events (tx_id, global_position);
+
+CREATE TABLE IF NOT EXISTS snapshots (
+    aggregate_type   text   NOT NULL,
+    aggregate_id     text   NOT NULL,
+    last_sequence    bigint NOT NULL CHECK (last_sequence >= 0),
+    current_snapshot bigint NOT NULL CHECK (current_snapshot >= 0),
+    payload          json   NOT NULL,
+    PRIMARY KEY (aggregate_type, aggregate_id, last_sequence)
+);
+
+CREATE OR REPLACE FUNCTION events_set_occurred_at() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    business_time text;
+BEGIN
+    IF json_typeof(NEW.payload) = 'object' THEN
+        SELECT value ->> 'occurred_at' INTO business_time FROM json_each(NEW.payload) LIMIT 1;
+    END IF;
+    IF business_time IS NULL THEN
+        RAISE EXCEPTION 'event % of stream %/% at sequence % has no occurred_at in its payload',
+            NEW.event_type, NEW.aggregate_type, NEW.aggregate_id, NEW.sequence
+            USING ERRCODE = 'not_null_violation';
+    END IF;
+    NEW.occurred_at := business_time::timestamptz;
+    RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER events_set_occurred_at
+    BEFORE INSERT ON events
+    FOR EACH ROW EXECUTE FUNCTION events_set_occurred_at();
+"#;
+
+/// Columns of a [`StoredEvent`], in the order `stored_event` reads them.
+const EVENT_COLUMNS: &str = "global_position, tx_id::text::bigint AS tx, aggregate_type, \
+     aggregate_id, sequence, event_type, event_version, payload, metadata, occurred_at, recorded_at";
+
+/// Reads the log after a checkpoint in `(tx_id, global_position)` order, and only the events of
+/// transactions below the snapshot's xmin. Every transaction below xmin has ended and any
+/// transaction still to write gets a larger xid, so no event can later appear before a
+/// checkpoint the reader has passed. An open transaction delays the reader until it ends.
+fn read_log_query() -> String {
+    format!(
+        "SELECT {EVENT_COLUMNS} FROM events
+          WHERE (tx_id, global_position) > (($1::bigint)::text::xid8, $2)
+            AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+          ORDER BY tx_id, global_position
+          LIMIT $3"
+    )
+}
+
+/// Connects to `url` and creates the schema if it is missing.
+pub(crate) async fn open(url: &str) -> Result<PgPool, StoreError> {
+    let pool = PgPoolOptions::new()
+        .max_connections(MAX_CONNECTIONS)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect(url)
+        .await?;
+    sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+    Ok(pool)
+}
+
+pub(crate) async fn read_log(
+    pool: &PgPool,
+    after: LogCheckpoint,
+    limit: usize,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let rows = sqlx::query(&read_log_query())
+        .bind(after.tx)
+        .bind(after.position)
+        .bind(clamp_limit(limit))
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(stored_event).collect()
+}
+
+pub(crate) async fn load_stream(
+    pool: &PgPool,
+    stream_type: &str,
+    stream_id: &str,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let query = format!(
+        "SELECT {EVENT_COLUMNS} FROM events
+          WHERE aggregate_type = $1 AND aggregate_id = $2
+          ORDER BY sequence"
+    );
+    let rows = sqlx::query(&query)
+        .bind(stream_type)
+        .bind(stream_id)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(stored_event).collect()
+}
+
+pub(crate) async fn stream_exists(
+    pool: &PgPool,
+    stream_type: &str,
+    stream_id: &str,
+) -> Result<bool, StoreError> {
+    let exists = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM events WHERE aggregate_type = $1 AND aggregate_id = $2)",
+    )
+    .bind(stream_type)
+    .bind(stream_id)
+    .fetch_one(pool)
+    .await?;
+    Ok(exists)
+}
+
+pub(crate) async fn last_position(pool: &PgPool) -> Result<i64, StoreError> {
+    let position = sqlx::query_scalar("SELECT COALESCE(max(global_position), 0) FROM events")
+        .fetch_one(pool)
+        .await?;
+    Ok(position)
+}
+
+pub(crate) async fn count_events(pool: &PgPool) -> Result<i64, StoreError> {
+    let count = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(pool)
+        .await?;
+    Ok(count)
+}
+
+/// Returns the checkpoints of the given `(stream_id, sequence)` pairs of one stream type;
+/// pairs that are not stored are missing from the map.
+pub(crate) async fn checkpoints_at(
+    pool: &PgPool,
+    stream_type: &str,
+    event_keys: &[(String, i64)],
+) -> Result<HashMap<(String, i64), LogCheckpoint>, StoreError> {
+    let (ids, sequences): (Vec<String>, Vec<i64>) = event_keys.iter().cloned().unzip();
+    let rows = sqlx::query(
+        "SELECT e.aggregate_id, e.sequence, e.global_position, e.tx_id::text::bigint AS tx
+           FROM events e
+           JOIN unnest($2::text[], $3::bigint[]) AS requested(aggregate_id, sequence)
+             ON e.aggregate_id = requested.aggregate_id AND e.sequence = requested.sequence
+          WHERE e.aggregate_type = $1",
+    )
+    .bind(stream_type)
+    .bind(ids)
+    .bind(sequences)
+    .fetch_all(pool)
+    .await?;
+
+    let mut checkpoints = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let key = (row.try_get("aggregate_id")?, row.try_get("sequence")?);
+        let checkpoint = LogCheckpoint {
+            tx: row.try_get("tx")?,
+            position: row.try_get("global_position")?,
+        };
+        checkpoints.insert(key, checkpoint);
+    }
+    Ok(checkpoints)
+}
+
+fn stored_event(row: &PgRow) -> Result<StoredEvent, StoreError> {
+    Ok(StoredEvent {
+        position: row.try_get("global_position")?,
+        tx: row.try_get("tx")?,
+        stream_type: row.try_get("aggregate_type")?,
+        stream_id: row.try_get("aggregate_id")?,
+        sequence: row.try_get("sequence")?,
+        event_type: row.try_get("event_type")?,
+        event_version: row.try_get("event_version")?,
+        payload: row.try_get("payload")?,
+        metadata: row.try_get("metadata")?,
+        occurred_at: row.try_get("occurred_at")?,
+        recorded_at: row.try_get("recorded_at")?,
+    })
+}
+
+/// Converts a read limit to SQL, where `LIMIT` takes a signed integer.
+pub(crate) fn clamp_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,232 @@
+//! [`Store`]: the event store behind the api, over either backend.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use cqrs_es::persist::PersistedEventStore;
+use opencity_domain::ticket::TICKET_STREAM_TYPE;
+use opencity_domain::Ticket;
+use postgres_es::PostgresEventRepository;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::config::{BackendKind, DbPool, StoreConfig};
+use crate::error::StoreError;
+use crate::model::{LogCheckpoint, StoredEvent};
+use crate::postgres;
+use crate::sqlite::{self, SqliteDatabase, SqliteEventRepository, SqliteWriteTransaction};
+
+/// The event store: appends ticket events with optimistic concurrency and reads them back per
+/// stream or as one global log. Cloning is cheap; clones share the connection pool.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) backend: Arc<Backend>,
+    pool: DbPool,
+    config: Arc<StoreConfig>,
+}
+
+/// The cqrs-es event store and repository of each backend. The repository is kept beside the
+/// event store because bulk appends write several streams through it in one transaction.
+// One value per store, behind an `Arc`, so the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Backend {
+    Postgres {
+        pool: PgPool,
+        events: PersistedEventStore<PostgresEventRepository, Ticket>,
+        repository: PostgresEventRepository,
+    },
+    Sqlite {
+        database: SqliteDatabase,
+        events: PersistedEventStore<SqliteEventRepository, Ticket>,
+        repository: SqliteEventRepository,
+    },
+}
+
+/// A write transaction on the store's database, for projections that commit their views and
+/// checkpoint together. On SQLite it holds the write lock, so appends wait until it ends.
+pub enum WriteTransaction {
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    Sqlite(SqliteWriteTransaction),
+}
+
+impl WriteTransaction {
+    /// Commits the transaction.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            WriteTransaction::Postgres(transaction) => transaction.commit().await?,
+            WriteTransaction::Sqlite(transaction) => transaction.commit().await?,
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Connects to the configured database and creates the schema if it is missing. For SQLite
+    /// the data directory and the database file are created on first open.
+    pub async fn open(config: &StoreConfig) -> Result<Store, StoreError> {
+        let store = match config {
+            StoreConfig::Postgres { url } => {
+                let pool = postgres::open(url).await?;
+                let events = PersistedEventStore::new_event_store(PostgresEventRepository::new(
+                    pool.clone(),
+                ));
+                let repository = PostgresEventRepository::new(pool.clone());
+                Store {
+                    config: Arc::new(config.clone()),
+                    pool: DbPool::Postgres(pool.clone()),
+                    backend: Arc::new(Backend::Postgres {
+                        pool,
+                        events,
+                        repository,
+                    }),
+                }
+            }
+            StoreConfig::Sqlite { data_dir } => {
+                let database = SqliteDatabase::open(data_dir).await?;
+                let repository = SqliteEventRepository::new(database.clone());
+                let events = PersistedEventStore::new_event_store(repository.clone());
+                Store {
+                    config: Arc::new(config.clone()),
+                    pool: DbPool::Sqlite(database.pool.clone()),
+                    backend: Arc::new(Backend::Sqlite {
+                        database,
+                        events,
+                        repository,
+                    }),
+                }
+            }
+        };
+        tracing::info!(backend = store.backend().as_str(), "event store opened");
+        Ok(store)
+    }
+
+    /// Returns the kind of database that stores the log.
+    pub fn backend(&self) -> BackendKind {
+        match self.backend.as_ref() {
+            Backend::Postgres { .. } => BackendKind::Postgres,
+            Backend::Sqlite { .. } => BackendKind::Sqlite,
+        }
+    }
+
+    /// Returns the configuration the store was opened with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// Returns the connection pool, for read models kept in the same database.
+    pub fn pool(&self) -> &DbPool {
+        &self.pool
+    }
+
+    /// Starts a write transaction on the store's database; see [`WriteTransaction`].
+    pub async fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
+        let transaction = match self.backend.as_ref() {
+            Backend::Postgres { pool, .. } => WriteTransaction::Postgres(pool.begin().await?),
+            Backend::Sqlite { database, .. } => {
+                WriteTransaction::Sqlite(database.begin_write().await?)
+            }
+        };
+        Ok(transaction)
+    }
+
+    /// Returns the events of one stream, ordered by sequence.
+    pub async fn load_stream(
+        &self,
+        stream_type: &str,
+        stream_id: &str,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        match self.backend.as_ref() {
+            Backend::Postgres { pool, .. } => {
+                postgres::load_stream(pool, stream_type, stream_id).await
+            }
+            Backend::Sqlite { database, .. } => {
+                sqlite::load_stream(&database.pool, stream_type, stream_id).await
+            }
+        }
+    }
+
+    /// Returns true when the ticket's stream has at least one event.
+    pub async fn stream_exists(&self, ticket_id: Uuid) -> Result<bool, StoreError> {
+        let stream_id = ticket_id.to_string();
+        match self.backend.as_ref() {
+            Backend::Postgres { pool, .. } => {
+                postgres::stream_exists(pool, TICKET_STREAM_TYPE, &stream_id).await
+            }
+            Backend::Sqlite { database, .. } => {
+                sqlite::stream_exists(&database.pool, TICKET_STREAM_TYPE, &stream_id).await
+            }
+        }
+    }
+
+    /// Reads at most `limit` events of the global log strictly after `after`, in log order.
+    ///
+    /// The order is gap-safe: once a reader has passed a checkpoint, no event committed later
+    /// sorts before it. On PostgreSQL that means the reader only sees transactions older than
+    /// the oldest one still running anywhere in the database cluster, so a long-running
+    /// transaction delays the log for every reader until it ends.
+    pub async fn read_log(
+        &self,
+        after: LogCheckpoint,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        match self.backend.as_ref() {
+            Backend::Postgres { pool, .. } => postgres::read_log(pool, after, limit).await,
+            Backend::Sqlite { database, .. } => {
+                sqlite::read_log(&database.pool, after, limit).await
+            }
+        }
+    }
+
+    /// Returns the highest committed global position, or 0 for an empty log. On PostgreSQL,
+    /// events below it may still be uncommitted; use checkpoints to tell what a reader has seen.
+    pub async fn last_position(&self) -> Result<i64, StoreError> {
+        match self.backend.as_ref() {
+            Backend::Postgres { pool, .. } => postgres::last_position(pool).await,
+            Backend::Sqlite { database, .. } => sqlite::last_position(&database.pool).await,
+        }
+    }
+
+    /// Returns the number of stored events of all streams.
+    pub async fn count_events(&self) -> Result<i64, StoreError> {
+        match self.backend.as_ref() {
+            Backend::Postgres { pool, .. } => postgres::count_events(pool).await,
+            Backend::Sqlite { database, .. } => sqlite::count_events(&database.pool).await,
+        }
+    }
+
+    /// Returns the number of writers in this process waiting for the SQLite write lock; always
+    /// 0 on PostgreSQL, where writers do not queue.
+    pub fn waiting_writers(&self) -> usize {
+        match self.backend.as_ref() {
+            Backend::Postgres { .. } => 0,
+            Backend::Sqlite { database, .. } => database.waiting_writers(),
+        }
+    }
+
+    /// Returns the checkpoints of `(stream_id, sequence)` pairs of ticket streams.
+    pub(crate) async fn checkpoints_at(
+        &self,
+        event_keys: &[(String, i64)],
+    ) -> Result<HashMap<(String, i64), LogCheckpoint>, StoreError> {
+        if event_keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        match self.backend.as_ref() {
+            Backend::Postgres { pool, .. } => {
+                postgres::checkpoints_at(pool, TICKET_STREAM_TYPE, event_keys).await
+            }
+            Backend::Sqlite { database, .. } => {
+                sqlite::checkpoints_at(&database.pool, TICKET_STREAM_TYPE, event_keys).await
+            }
+        }
+    }
+}
