@@ -1,14 +1,14 @@
-//! The projection runner: reads the global log after its checkpoint, folds each batch into
-//! ticket views, and commits the changed views together with the new checkpoint in one
-//! transaction of the store's own database, so every event counts exactly once, also after a
-//! crash. Committed views are mirrored in memory for queries and published to subscribers.
+//! The projection runner: reads the global log after its checkpoint and folds each batch into
+//! ticket views. It commits the changed views with the new checkpoint in one transaction of the
+//! store's own database, so every event counts exactly once, also after a crash. Committed views
+//! are mirrored in memory for queries and published to subscribers.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use opencity_domain::TicketEvent;
-use opencity_store::{DbPool, LogCheckpoint, Store, StoreError, StoredEvent};
+use opencity_store::{DbPool, LogCheckpoint, Store, StoreError, StoredEvent, WriteTransaction};
 use tokio::sync::{broadcast, watch, RwLock};
 use uuid::Uuid;
 
@@ -191,7 +191,7 @@ impl ReadModel {
             }
         }
 
-        commit_batch(self.store.pool(), &changed, &changed_reference, new_checkpoint).await?;
+        commit_batch(&self.store, &changed, &changed_reference, new_checkpoint).await?;
 
         {
             let mut views = self.views.write().await;
@@ -206,7 +206,7 @@ impl ReadModel {
         }
         self.checkpoint.send_replace(new_checkpoint);
         for (ticket_id, event) in decoded {
-            // A send error only means nobody is subscribed.
+            // A send error only means that no subscriber is connected.
             let _ = self.applied.send(AppliedEvent { event: Arc::new(event), ticket_id });
         }
         Ok(events.len())
@@ -303,9 +303,11 @@ const UPSERT_CHECKPOINT: &str = "INSERT INTO projection_checkpoints (name, tx, p
     VALUES ($1, $2, $3)
     ON CONFLICT (name) DO UPDATE SET tx = excluded.tx, position = excluded.position";
 
-/// Writes the changed views and the checkpoint in one transaction.
+/// Writes the changed views and the checkpoint in one transaction. On SQLite the store's write
+/// transaction takes the write lock first, so it waits for command appends instead of failing
+/// with SQLITE_BUSY.
 async fn commit_batch(
-    pool: &DbPool,
+    store: &Store,
     changed: &BTreeMap<Uuid, TicketView>,
     changed_reference: &[ReferenceEntity],
     checkpoint: LogCheckpoint,
@@ -325,32 +327,32 @@ async fn commit_batch(
     }
 
     macro_rules! write_all {
-        ($pool:expr) => {{
-            let mut tx = $pool.begin().await?;
+        ($tx:expr) => {{
             for (id, external_id, last_position, payload) in &rows {
                 sqlx::query(UPSERT_VIEW)
                     .bind(id)
                     .bind(external_id)
                     .bind(last_position)
                     .bind(payload)
-                    .execute(&mut *tx)
+                    .execute(&mut *$tx)
                     .await?;
             }
             for (kind, id, payload) in &reference_rows {
-                sqlx::query(UPSERT_REFERENCE).bind(kind).bind(id).bind(payload).execute(&mut *tx).await?;
+                sqlx::query(UPSERT_REFERENCE).bind(kind).bind(id).bind(payload).execute(&mut *$tx).await?;
             }
             sqlx::query(UPSERT_CHECKPOINT)
                 .bind(TICKET_VIEWS)
                 .bind(checkpoint.tx)
                 .bind(checkpoint.position)
-                .execute(&mut *tx)
+                .execute(&mut *$tx)
                 .await?;
-            tx.commit().await?;
         }};
     }
-    match pool {
-        DbPool::Postgres(pool) => write_all!(pool),
-        DbPool::Sqlite(pool) => write_all!(pool),
+    let mut transaction = store.begin_write().await?;
+    match &mut transaction {
+        WriteTransaction::Postgres(tx) => write_all!(*tx),
+        WriteTransaction::Sqlite(write) => write_all!(write.transaction),
     }
+    transaction.commit().await?;
     Ok(())
 }

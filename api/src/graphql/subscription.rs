@@ -1,0 +1,127 @@
+//! Subscriptions over WebSocket (`graphql-transport-ws`): ticket events as the projections apply
+//! them, and overdue counters recomputed after each change.
+
+use std::time::Duration;
+
+use async_graphql::{Context, InputObject, Result, Subscription};
+use chrono::Utc;
+use futures::{Stream, StreamExt};
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::{BroadcastStream, IntervalStream};
+
+use super::query::{compute_overdue, DimensionGql};
+use super::types::{EventRecord, OverdueRowGql};
+use super::ApiState;
+
+
+/// How often `overdueCounters` is recomputed when no event arrives: deadlines pass with time.
+const OVERDUE_REFRESH: Duration = Duration::from_secs(30);
+
+/// Отбор событий подписки; пустые поля не ограничивают.
+#[derive(InputObject, Default, Clone)]
+pub struct TicketEventFilter {
+    /// Только события этой заявки.
+    pub ticket_id: Option<String>,
+    /// Только заявки этой организации.
+    pub organization_id: Option<String>,
+    /// Только заявки этой категории.
+    pub category: Option<String>,
+    /// Только события этих типов (например TicketRegistered, TicketClosed).
+    pub event_types: Option<Vec<String>>,
+}
+
+pub struct SubscriptionRoot;
+
+#[Subscription(name = "Subscription")]
+impl SubscriptionRoot {
+    /// События заявок по мере их учёта проекциями.
+    async fn ticket_events(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<TicketEventFilter>,
+    ) -> Result<impl Stream<Item = EventRecord>> {
+        let state = ctx.data::<ApiState>()?.clone();
+        let filter = filter.unwrap_or_default();
+        if let Some(id) = &filter.ticket_id {
+            super::mutation::parse_named_id("filter.ticketId", id)?;
+        }
+        let receiver = state.read_model.subscribe();
+        let stream = BroadcastStream::new(receiver).filter_map(move |item| {
+            let state = state.clone();
+            let filter = filter.clone();
+            async move {
+                let applied = match item {
+                    Ok(applied) => applied,
+                    Err(BroadcastStreamRecvError::Lagged(skipped)) => {
+                        tracing::warn!(skipped, "subscriber lagged behind; events skipped");
+                        return None;
+                    }
+                };
+                if !matches_filter(&state, &filter, &applied).await {
+                    return None;
+                }
+                Some(EventRecord::from_stored(&applied.event))
+            }
+        });
+        Ok(stream)
+    }
+
+    /// Счётчики просроченных заявок: первое значение сразу, затем после каждого изменения
+    /// (не чаще раза в секунду) и каждые 30 секунд, потому что сроки истекают и без событий.
+    async fn overdue_counters(
+        &self,
+        ctx: &Context<'_>,
+        group_by: Option<Vec<DimensionGql>>,
+        time_zone: Option<String>,
+    ) -> Result<impl Stream<Item = Vec<OverdueRowGql>>> {
+        let state = ctx.data::<ApiState>()?.clone();
+        let group_by = group_by.unwrap_or_default();
+        let time_zone = super::query::parse_time_zone(time_zone.as_deref())?;
+
+        let changes = tokio_stream::wrappers::WatchStream::new(state.read_model.watch_checkpoint()).map(|_| ());
+        let ticks = IntervalStream::new(tokio::time::interval(OVERDUE_REFRESH)).map(|_| ());
+        let triggers = futures::stream::select(changes, ticks);
+        let throttled = tokio_stream::StreamExt::throttle(triggers, Duration::from_secs(1));
+        let stream = throttled.then(move |_| {
+            let state = state.clone();
+            let group_by = group_by.clone();
+            async move { compute_overdue(&state, &group_by, Utc::now(), time_zone).await }
+        });
+        Ok(stream)
+    }
+}
+
+async fn matches_filter(
+    state: &ApiState,
+    filter: &TicketEventFilter,
+    applied: &opencity_projections::runner::AppliedEvent,
+) -> bool {
+    if let Some(ticket_id) = &filter.ticket_id {
+        if ticket_id.trim() != applied.ticket_id.to_string() {
+            return false;
+        }
+    }
+    if let Some(types) = &filter.event_types {
+        if !types.iter().any(|event_type| event_type == &applied.event.event_type) {
+            return false;
+        }
+    }
+    if filter.organization_id.is_none() && filter.category.is_none() {
+        return true;
+    }
+    let Some(view) = state.read_model.view(applied.ticket_id).await else {
+        return false;
+    };
+    if let Some(organization_id) = &filter.organization_id {
+        if view.organization_id.as_deref() != Some(organization_id.as_str()) {
+            return false;
+        }
+    }
+    if let Some(category) = &filter.category {
+        if &view.category != category {
+            return false;
+        }
+    }
+    true
+}
+

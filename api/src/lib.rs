@@ -1,0 +1,15 @@
+//! The `opencity` server: GraphQL API over the event store and the projections, plus the
+//! command-line entry points (serve, import, demo).
+//!
+//! # Layout
+//! - [`cli`]: the clap command line and what each subcommand runs.
+//! - [`app`]: the axum router (GraphQL, GraphiQL, WebSocket subscriptions, health).
+//! - [`graphql`]: schema, queries, mutations and subscriptions.
+//! - [`import`]: file import and the demo city, writing through the store.
+//! - [`errors`]: stable error codes and the Russian messages users read.
+
+pub mod app;
+pub mod cli;
+pub mod errors;
+pub mod graphql;
+pub mod import;

@@ -1,0 +1,100 @@
+//! Shared set-up for the integration tests: stores on both backends, imports of the real data
+//! files in `../shared/data`, and a server on an ephemeral port.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use opencity_api::graphql::ApiState;
+use opencity_api::import::{write_tickets, ImportSummary};
+use opencity_domain::TicketServices;
+use opencity_fixtures::import::{parse_file, ImportFormat};
+use opencity_projections::runner::ReadModel;
+use opencity_store::Store;
+
+/// Returns the path of a third-party data file; tests read them in place, never copy them.
+pub fn shared_data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data").join(name)
+}
+
+pub fn services() -> TicketServices {
+    let catalogue = opencity_fixtures::sla::default_catalogue().expect("default SLA catalogue loads");
+    TicketServices { sla: Arc::new(catalogue) }
+}
+
+/// Imports a real data file; panics if the file has whole-file errors.
+pub async fn import(store: &Store, services: &TicketServices, format: ImportFormat, name: &str) -> ImportSummary {
+    let bytes = std::fs::read(shared_data(name)).expect("shared data file is readable");
+    let mut parsed = parse_file(format, &bytes).expect("file parses");
+    parsed.fit_to_catalogue(&services.sla);
+    let mut summary = write_tickets(store, services, parsed.tickets, "import").await.expect("import writes");
+    summary.rejected += parsed.errors.len();
+    summary
+}
+
+/// Opens the read model and applies the whole log.
+pub async fn projected(store: &Store) -> Arc<ReadModel> {
+    let read_model = ReadModel::open(store.clone()).await.expect("read model opens");
+    read_model.catch_up().await.expect("projections catch up");
+    read_model
+}
+
+/// A running server on 127.0.0.1 with an ephemeral port.
+pub struct TestServer {
+    pub base_url: String,
+    pub read_model: Arc<ReadModel>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+impl TestServer {
+    pub async fn start(store: Store, services: TicketServices) -> TestServer {
+        let read_model = projected(&store).await;
+        let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(read_model.clone().run(shutdown_rx));
+        let state = ApiState { store, services, read_model: read_model.clone() };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
+        let address = listener.local_addr().expect("local address");
+        tokio::spawn(async move {
+            axum_serve(listener, state).await;
+        });
+        TestServer { base_url: format!("http://{address}"), read_model, shutdown }
+    }
+
+    pub fn graphql_url(&self) -> String {
+        format!("{}/graphql", self.base_url)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("{}/graphql/ws", self.base_url.replace("http://", "ws://"))
+    }
+
+    /// Posts a GraphQL request and returns the whole JSON response.
+    pub async fn graphql(&self, query: &str, variables: serde_json::Value) -> serde_json::Value {
+        let client = reqwest::Client::new();
+        let response = client
+            .post(self.graphql_url())
+            .json(&serde_json::json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .expect("server answers");
+        response.json().await.expect("response is JSON")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+async fn axum_serve(listener: tokio::net::TcpListener, state: ApiState) {
+    let router = opencity_api::app::router(state);
+    if let Err(error) = axum_server(listener, router).await {
+        eprintln!("test server stopped: {error}");
+    }
+}
+
+async fn axum_server(listener: tokio::net::TcpListener, router: axum::Router) -> std::io::Result<()> {
+    axum::serve(listener, router).await
+}
