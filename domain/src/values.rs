@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// Where a ticket came from.
+/// Intake channel of a ticket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
@@ -53,7 +53,7 @@ impl Channel {
 pub enum Priority {
     Emergency,
     Routine,
-    /// A written appeal with a legal answer deadline in working days.
+    /// A written appeal with a legal reply deadline in working days.
     Appeal,
 }
 
@@ -109,7 +109,7 @@ pub struct Requester {
     pub name: Option<String>,
     pub phone: Option<String>,
     pub email: Option<String>,
-    /// The resident's account or user id where the channel knows it.
+    /// The resident's account or user id, when the channel provides it.
     pub resident_id: Option<String>,
 }
 
@@ -164,7 +164,7 @@ pub struct ContractorRef {
     pub name: String,
 }
 
-/// Why a ticket was cancelled.
+/// Reason for cancelling a ticket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CancelReason {
@@ -186,13 +186,13 @@ impl CancelReason {
     }
 }
 
-/// How a ticket came to be closed.
+/// Reason for closing a ticket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CloseReason {
     /// The resident confirmed the work.
     Confirmed,
-    /// The resident did not answer within the confirmation window.
+    /// The resident did not reply within the confirmation window.
     NoResidentResponse,
     /// Closed by the organization without a completion report (imported history, administrative).
     Administrative,

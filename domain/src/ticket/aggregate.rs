@@ -24,7 +24,7 @@ pub struct TicketServices {
     pub sla: Arc<SlaCatalogue>,
 }
 
-/// Where a ticket is in its lifecycle.
+/// Lifecycle status of a ticket.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TicketStatus {
