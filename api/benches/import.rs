@@ -2,9 +2,10 @@
 //!
 //! Run: `cargo bench -p opencity-api --bench import` (PostgreSQL on 127.0.0.1:5432, trust auth).
 //! Each round imports the file into a fresh SQLite file and a fresh PostgreSQL database through
-//! the engine (parse, decide, append with per-ticket transactions), then writes the same stored
-//! events into a plain table with one INSERT per event and one transaction per ticket: the raw
-//! baseline. The report gives medians of events per second and the engine/raw ratio.
+//! the engine: parse, decide, and append 100 tickets per transaction, 4 transactions at once.
+//! The raw baseline then writes the same stored events into a plain table with one INSERT per
+//! event and the same transaction grouping. The report gives medians of events per second and
+//! the engine/raw ratio.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,10 +16,11 @@ use opencity_api::import::write_tickets;
 use opencity_domain::TicketServices;
 use opencity_fixtures::import::{parse_file, ImportFormat};
 use opencity_store::testing::{temp_postgres, temp_sqlite};
-use opencity_store::{DbPool, LogCheckpoint, Store, StoredEvent};
+use opencity_store::{DbPool, LogCheckpoint, Store, StoredEvent, WriteTransaction};
 
 const ROUNDS: usize = 3;
-const BASELINE_CONCURRENCY: usize = 8;
+const BASELINE_CONCURRENCY: usize = 4;
+const BATCH_STREAMS: usize = 100;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -71,46 +73,52 @@ async fn measure(store: &Store, services: &TicketServices, bytes: &[u8]) -> anyh
     let engine_rate = summary.events as f64 / started.elapsed().as_secs_f64();
 
     let events = store.read_log(LogCheckpoint::default(), usize::MAX).await?;
-    let raw_rate = raw_insert(store.pool(), events).await?;
+    let raw_rate = raw_insert(store, events).await?;
     Ok((engine_rate, raw_rate))
 }
 
-async fn raw_insert(pool: &DbPool, events: Vec<StoredEvent>) -> anyhow::Result<f64> {
-    const CREATE: &str = "CREATE TABLE raw_events (stream_id TEXT NOT NULL, sequence BIGINT NOT NULL, event_type TEXT NOT NULL, payload TEXT NOT NULL, metadata TEXT NOT NULL, PRIMARY KEY (stream_id, sequence))";
+async fn raw_insert(store: &Store, events: Vec<StoredEvent>) -> anyhow::Result<f64> {
+    const CREATE: &str = "CREATE TABLE raw_events (stream_id TEXT NOT NULL, sequence BIGINT NOT NULL, \
+        event_type TEXT NOT NULL, payload TEXT NOT NULL, metadata TEXT NOT NULL, PRIMARY KEY (stream_id, sequence))";
     const INSERT: &str = "INSERT INTO raw_events (stream_id, sequence, event_type, payload, metadata) VALUES ($1, $2, $3, $4, $5)";
-    match pool {
+    match store.pool() {
         DbPool::Postgres(pool) => sqlx::query(CREATE).execute(pool).await.map(|_| ())?,
         DbPool::Sqlite(pool) => sqlx::query(CREATE).execute(pool).await.map(|_| ())?,
     }
 
+    // The same grouping as the import: the events of 100 streams per transaction, 4 at once.
     let mut streams: std::collections::BTreeMap<String, Vec<StoredEvent>> = Default::default();
     let total = events.len();
     for event in events {
         streams.entry(event.stream_id.clone()).or_default().push(event);
     }
+    let streams: Vec<Vec<StoredEvent>> = streams.into_values().collect();
+    let batches: Vec<Vec<StoredEvent>> = streams.chunks(BATCH_STREAMS).map(|chunk| chunk.concat()).collect();
+
     let started = Instant::now();
-    let outcomes: Vec<Result<(), sqlx::Error>> = stream::iter(streams.into_values())
-        .map(|stream_events| async move {
-            macro_rules! write_stream {
-                ($pool:expr) => {{
-                    let mut tx = $pool.begin().await?;
-                    for event in &stream_events {
+    let outcomes: Vec<anyhow::Result<()>> = stream::iter(batches)
+        .map(|batch| async move {
+            macro_rules! write_batch {
+                ($tx:expr) => {{
+                    for event in &batch {
                         sqlx::query(INSERT)
                             .bind(&event.stream_id)
                             .bind(event.sequence)
                             .bind(&event.event_type)
                             .bind(event.payload.to_string())
                             .bind(event.metadata.to_string())
-                            .execute(&mut *tx)
+                            .execute(&mut *$tx)
                             .await?;
                     }
-                    tx.commit().await
                 }};
             }
-            match pool {
-                DbPool::Postgres(pool) => write_stream!(pool),
-                DbPool::Sqlite(pool) => write_stream!(pool),
+            let mut transaction = store.begin_write().await?;
+            match &mut transaction {
+                WriteTransaction::Postgres(tx) => write_batch!(*tx),
+                WriteTransaction::Sqlite(write) => write_batch!(write.transaction),
             }
+            transaction.commit().await?;
+            Ok(())
         })
         .buffer_unordered(BASELINE_CONCURRENCY)
         .collect()
