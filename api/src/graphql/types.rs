@@ -346,24 +346,34 @@ pub struct CategoryGql {
 /// Дом (МКД).
 #[derive(SimpleObject, Clone)]
 pub struct BuildingGql {
+    /// Идентификатор дома.
     pub id: String,
+    /// Адрес.
     pub address: String,
+    /// Район.
     pub district: Option<String>,
+    /// Часовой пояс IANA.
     pub time_zone: String,
+    /// Код региона ISO 3166-2 для региональных выходных.
     pub region: Option<String>,
 }
 
 /// Организация (УК, ТСЖ, РСО).
 #[derive(SimpleObject, Clone)]
 pub struct OrganizationGql {
+    /// Идентификатор организации.
     pub id: String,
+    /// Название.
     pub name: String,
+    /// Вид: management_company (УК), hoa (ТСЖ), housing_coop (ЖСК), resource_supplier (РСО), municipal.
     pub kind: String,
 }
 
 /// Подрядчик.
 #[derive(SimpleObject, Clone)]
 pub struct ContractorGql {
+    /// Идентификатор подрядчика.
     pub id: String,
+    /// Название.
     pub name: String,
 }
