@@ -130,7 +130,36 @@ async fn readyz(State(AppState { api: state, .. }): State<AppState>) -> impl Int
     }
 }
 
-/// Starts the projection runner and serves HTTP until Ctrl-C.
+/// Resolves on Ctrl-C (SIGINT) or, on Unix, SIGTERM, which service managers send.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "listening for Ctrl-C failed");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "listening for SIGTERM failed");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutdown requested");
+}
+
+/// Starts the projection runner and serves HTTP until Ctrl-C or SIGTERM.
 pub async fn serve(store: Store, services: TicketServices, read_model: Arc<ReadModel>, listen: SocketAddr) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let runner = tokio::spawn(read_model.clone().run(shutdown_rx));
@@ -144,10 +173,7 @@ pub async fn serve(store: Store, services: TicketServices, read_model: Arc<ReadM
     println!("Сервер запущен: http://{local}/graphql (GraphiQL в браузере), проверка: http://{local}/healthz");
 
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("shutdown requested");
-        })
+        .with_graceful_shutdown(shutdown_signal())
         .await?;
     let _ = shutdown_tx.send(true);
     let _ = runner.await;

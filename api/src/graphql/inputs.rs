@@ -6,6 +6,7 @@ use opencity_domain::values::{CancelReason, Channel, CloseReason, OrganizationKi
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "Channel")]
 /// Канал подачи заявки.
+#[graphql(name = "Channel")]
 pub enum ChannelGql {
     /// Единый call-центр.
     CallCenter,
@@ -26,6 +27,7 @@ pub enum ChannelGql {
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "OrganizationKind")]
 /// Вид организации.
+#[graphql(name = "OrganizationKind")]
 pub enum OrganizationKindGql {
     /// Управляющая компания.
     ManagementCompany,
@@ -42,6 +44,7 @@ pub enum OrganizationKindGql {
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "CancelReason")]
 /// Причина отмены заявки.
+#[graphql(name = "CancelReason")]
 pub enum CancelReasonGql {
     /// Дубликат другой заявки.
     Duplicate,
@@ -56,6 +59,7 @@ pub enum CancelReasonGql {
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "CloseReason")]
 /// Основание закрытия заявки.
+#[graphql(name = "CloseReason")]
 pub enum CloseReasonGql {
     /// Житель подтвердил выполнение.
     Confirmed,

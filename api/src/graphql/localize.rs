@@ -42,7 +42,7 @@ fn translate(message: &str) -> (&'static str, String) {
         return (VALIDATION_FAILED, format!("Недопустимое значение аргумента «{first}»: {}. Исправьте значение по типу аргумента в схеме.", message));
     }
     if message.contains("argument") && message.contains("is required") {
-        return (VALIDATION_FAILED, format!("Не указан обязательный аргумент «{first}» поля «{second}»."));
+        return (VALIDATION_FAILED, format!("Не указан обязательный аргумент «{second}» поля «{first}»."));
     }
     if message.contains("must have a selection of subfields") {
         return (VALIDATION_FAILED, format!("У поля «{first}» нужно перечислить вложенные поля в фигурных скобках."));
@@ -72,6 +72,14 @@ mod tests {
         assert_eq!(code, VALIDATION_FAILED);
         assert!(message.contains("«nope»"), "{message}");
         assert!(message.contains("«Query»"), "{message}");
+    }
+
+    #[test]
+    fn missing_argument_names_argument_and_field() {
+        let (code, message) =
+            translate("Field \"confirmCompletion\" argument \"id\" of type \"ID!\" is required but not provided");
+        assert_eq!(code, VALIDATION_FAILED);
+        assert!(message.contains("аргумент «id» поля «confirmCompletion»"), "{message}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::errors::ApiError;
 
 /// Измерение группировки статистики.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(name = "Dimension")]
 pub enum DimensionGql {
     /// Организация (УК, ТСЖ, РСО).
     Organization,

@@ -236,6 +236,7 @@ fn event_summary_ru(event_type: &str) -> &'static str {
 
 /// Значение одного измерения группировки.
 #[derive(SimpleObject, Clone)]
+#[graphql(name = "GroupKey")]
 pub struct GroupKeyGql {
     /// Измерение: organization, contractor, category, priority, district, building, channel, day, week, month.
     pub dimension: String,
@@ -247,6 +248,7 @@ pub struct GroupKeyGql {
 
 /// Строка статистики SLA.
 #[derive(SimpleObject, Clone)]
+#[graphql(name = "SlaStatsRow")]
 pub struct SlaStatsRowGql {
     /// Значения измерений группировки этой строки.
     pub group: Vec<GroupKeyGql>,
@@ -286,6 +288,7 @@ pub struct SlaStatsRowGql {
 
 /// Строка счётчиков просрочки.
 #[derive(SimpleObject, Clone, PartialEq)]
+#[graphql(name = "OverdueRow")]
 pub struct OverdueRowGql {
     /// Значения измерений группировки.
     pub group: Vec<GroupKeyGql>,
@@ -307,6 +310,7 @@ impl PartialEq for GroupKeyGql {
 
 /// Рейтинг подрядчика (формула — в docs/ratings.md).
 #[derive(SimpleObject, Clone)]
+#[graphql(name = "ContractorRating")]
 pub struct ContractorRatingGql {
     /// Идентификатор подрядчика.
     pub contractor_id: String,
@@ -332,6 +336,7 @@ pub struct ContractorRatingGql {
 
 /// Категория справочника SLA.
 #[derive(SimpleObject, Clone)]
+#[graphql(name = "Category")]
 pub struct CategoryGql {
     /// Код категории.
     pub code: String,
@@ -345,6 +350,7 @@ pub struct CategoryGql {
 
 /// Дом (МКД).
 #[derive(SimpleObject, Clone)]
+#[graphql(name = "Building")]
 pub struct BuildingGql {
     /// Идентификатор дома.
     pub id: String,
@@ -360,6 +366,7 @@ pub struct BuildingGql {
 
 /// Организация (УК, ТСЖ, РСО).
 #[derive(SimpleObject, Clone)]
+#[graphql(name = "Organization")]
 pub struct OrganizationGql {
     /// Идентификатор организации.
     pub id: String,
@@ -371,6 +378,7 @@ pub struct OrganizationGql {
 
 /// Подрядчик.
 #[derive(SimpleObject, Clone)]
+#[graphql(name = "Contractor")]
 pub struct ContractorGql {
     /// Идентификатор подрядчика.
     pub id: String,
