@@ -1,7 +1,8 @@
-//! The command line: `opencity serve`, `opencity import`, `opencity demo`.
+//! The command line: `opencity serve`, `opencity import`, `opencity demo`, `opencity
+//! checkpoint`, `opencity keys generate`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -9,7 +10,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use opencity_domain::TicketServices;
 use opencity_fixtures::import::ImportFormat;
 use opencity_projections::runner::ReadModel;
-use opencity_store::{Store, StoreConfig};
+use opencity_store::integrity::{self, generate_key_files, public_key_path, KeyFileError, SigningKey};
+use opencity_store::{Checkpoint, Store, StoreConfig};
 
 use crate::import::{import_file, load_demo, ImportExit};
 
@@ -29,6 +31,35 @@ pub enum Command {
     Import(ImportArgs),
     /// Загрузить демонстрационный город в пустое хранилище.
     Demo(DemoArgs),
+    /// Записать подписанную контрольную точку журнала (дайджест голов всех потоков).
+    Checkpoint(CheckpointArgs),
+    /// Ключи Ed25519 для подписи контрольных точек.
+    Keys(KeysArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CheckpointArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Закрытый ключ Ed25519 (PKCS#8 PEM), созданный командой `opencity keys generate`.
+    #[arg(long, env = "OPENCITY_SIGNING_KEY")]
+    pub signing_key: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Создать пару ключей: закрытый в FILE (доступ только владельцу), открытый в FILE.pub.
+    Generate {
+        /// Файл закрытого ключа; существующие файлы не перезаписываются.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 /// Store options: the SQLite data directory or a PostgreSQL URL.
@@ -63,7 +94,17 @@ pub struct ServeArgs {
     pub demo: bool,
     #[command(flatten)]
     pub demo_options: DemoOptions,
+    /// Закрытый ключ Ed25519 (PKCS#8 PEM): с ним сервер записывает подписанные контрольные
+    /// точки журнала по расписанию.
+    #[arg(long, env = "OPENCITY_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
+    /// Период контрольных точек в секундах, если задан --signing-key; 0 — не записывать.
+    #[arg(long, env = "OPENCITY_CHECKPOINT_INTERVAL", default_value_t = DEFAULT_CHECKPOINT_INTERVAL_SECONDS)]
+    pub checkpoint_interval: u64,
 }
+
+/// Default period of scheduled checkpoints: one hour.
+pub const DEFAULT_CHECKPOINT_INTERVAL_SECONDS: u64 = 3600;
 
 #[derive(Args, Debug, Clone)]
 pub struct DemoOptions {
@@ -130,6 +171,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("Хранилище не пусто: демонстрационный город не загружается.");
                 }
             }
+            if let Some(path) = &args.signing_key {
+                let key = read_signing_key(path)?;
+                spawn_checkpoints(store.clone(), key, args.checkpoint_interval);
+            }
             let read_model = ReadModel::open(store.clone()).await?;
             let caught_up = read_model.catch_up().await?;
             tracing::info!(events = caught_up, "projections caught up");
@@ -154,13 +199,86 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             load_demo(&store, &services, &args.demo_options).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Checkpoint(args) => {
+            let key = read_signing_key(&args.signing_key)?;
+            let store = open_store(&args.store).await?;
+            let checkpoint = store.create_checkpoint(&key).await.map_err(|error| {
+                anyhow::anyhow!("контрольная точка не записана ({}): {error}", error.code())
+            })?;
+            print_checkpoint(&checkpoint);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys(KeysArgs {
+            command: KeysCommand::Generate { out },
+        }) => {
+            let public_key = generate_key_files(&out).map_err(|error| {
+                anyhow::anyhow!("ключи не созданы ({}): {}", error.code(), describe_key_error(&error))
+            })?;
+            println!("Закрытый ключ записан в {} (доступ только владельцу).", out.display());
+            println!("Открытый ключ записан в {}:", public_key_path(&out).display());
+            println!("{public_key}");
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+fn read_signing_key(path: &Path) -> anyhow::Result<SigningKey> {
+    integrity::read_signing_key(path).map_err(|error| {
+        anyhow::anyhow!("ключ подписи не прочитан ({}): {}", error.code(), describe_key_error(&error))
+    })
+}
+
+fn describe_key_error(error: &KeyFileError) -> String {
+    match error {
+        KeyFileError::Read { path, cause } => format!("не удалось прочитать {path}: {cause}"),
+        KeyFileError::Write { path, cause } => format!("не удалось записать {path}: {cause}"),
+        KeyFileError::Exists { path } => {
+            format!("файл {path} уже существует; укажите другой путь или удалите его")
+        }
+        KeyFileError::Invalid { path, cause } => {
+            format!("{path} не является закрытым ключом Ed25519 в PKCS#8 PEM: {cause}")
+        }
+    }
+}
+
+fn print_checkpoint(checkpoint: &Checkpoint) {
+    println!("Контрольная точка № {} записана.", checkpoint.id);
+    println!("  позиция журнала:  {} (транзакция {})", checkpoint.position, checkpoint.tx);
+    println!("  потоков:          {}", checkpoint.stream_count);
+    println!("  дайджест голов:   {}", checkpoint.heads_digest);
+    println!("  время:            {}", integrity::format_timestamp(checkpoint.created_at));
+    println!("  открытый ключ:    {}", checkpoint.public_key);
+    println!("  подпись:          {}", checkpoint.signature);
+}
+
+/// Records a checkpoint every `interval_seconds` until the process exits; 0 turns it off.
+fn spawn_checkpoints(store: Store, key: SigningKey, interval_seconds: u64) {
+    if interval_seconds == 0 {
+        tracing::info!("scheduled checkpoints are off");
+        return;
+    }
+    tracing::info!(interval_seconds, "scheduled checkpoints are on");
+    tokio::spawn(async move {
+        let period = std::time::Duration::from_secs(interval_seconds);
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if let Err(error) = store.create_checkpoint(&key).await {
+                tracing::error!(cause = %error, code = error.code(), "scheduled checkpoint failed");
+            }
+        }
+    });
 }
 
 async fn open_store(args: &StoreArgs) -> anyhow::Result<Store> {
     let config = args.config();
     Store::open(&config).await.map_err(|error| {
-        anyhow::anyhow!("не удалось открыть хранилище событий ({}): {error}", describe(&config))
+        anyhow::anyhow!(
+            "не удалось открыть хранилище событий ({}): {error}. Проверьте, что каталог доступен для записи, \
+             а для PostgreSQL — что сервер запущен и база данных существует (createdb).",
+            describe(&config)
+        )
     })
 }
 

@@ -11,6 +11,7 @@
 //!   execution ([`Store::execute`]), and `bulk.rs` the bulk path for imports
 //!   ([`Store::execute_many`]).
 //! - [`StoreConfig`], [`DbPool`] (`config.rs`): which database, and its pool.
+//! - [`integrity`]: the hash chain of every stream, signed checkpoints and log verification.
 //! - [`model`]: stored events, log checkpoints, command metadata and outcomes.
 //! - [`StoreError`], [`CommandError`] (`error.rs`): failures with stable codes.
 //! - `postgres.rs`: the PostgreSQL schema and log reads; appends go through postgres-es.
@@ -22,6 +23,7 @@ mod bulk;
 mod config;
 mod error;
 mod execute;
+pub mod integrity;
 pub mod model;
 mod postgres;
 pub mod sqlite;
@@ -35,6 +37,7 @@ pub use bulk::BulkItem;
 pub use config::{BackendKind, DbPool, StoreConfig, SQLITE_FILE_NAME};
 pub use error::{CommandError, StoreError};
 pub use execute::MAX_ATTEMPTS;
+pub use integrity::{verify_log, Checkpoint, Finding, FindingKind};
 pub use model::{CommandMetadata, CommandOutcome, LogCheckpoint, StoredEvent};
 pub use sqlite::{SqliteEventRepository, SqliteWriteTransaction};
 pub use store::{Store, WriteTransaction};

@@ -47,6 +47,18 @@ pub struct StoredEvent {
     pub occurred_at: DateTime<Utc>,
     /// Time the database recorded the event.
     pub recorded_at: DateTime<Utc>,
+    /// Hash of the previous event of the stream (empty for the first event), see
+    /// [`integrity`](crate::integrity); `None` for events stored before hashes existed.
+    pub prev_hash: Option<String>,
+    /// Hash of this event over its canonical encoding; `None` for events stored before
+    /// hashes existed.
+    pub hash: Option<String>,
+    /// The payload's JSON text exactly as stored, which the hash covers.
+    #[serde(skip)]
+    pub stored_payload: String,
+    /// The metadata's JSON text exactly as stored, which the hash covers.
+    #[serde(skip)]
+    pub stored_metadata: String,
 }
 
 impl StoredEvent {

@@ -27,7 +27,11 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 /// - `occurred_at`: the business time, copied by a trigger from the payload
 ///   (`{"Variant": {..., "occurred_at": ...}}`), because postgres-es inserts only its own
 ///   seven columns;
-/// - `recorded_at`: the database clock at insert.
+/// - `recorded_at`: the database clock at insert;
+/// - `prev_hash`, `hash`: the hash chain of the stream (docs/log-format.md), computed by the
+///   same trigger, which sees the rows inserted earlier in its own transaction.
+///
+/// `log_checkpoints` and `log_checkpoint_heads` hold the signed checkpoints.
 const SCHEMA: &str = r#"
 SELECT pg_advisory_xact_lock(7061626);
 
@@ -58,7 +62,32 @@ CREATE TABLE IF NOT EXISTS snapshots (
     PRIMARY KEY (aggregate_type, aggregate_id, last_sequence)
 );
 
-CREATE OR REPLACE FUNCTION events_set_occurred_at() RETURNS trigger
+ALTER TABLE events ADD COLUMN IF NOT EXISTS prev_hash text, ADD COLUMN IF NOT EXISTS hash text;
+
+CREATE OR REPLACE FUNCTION events_format_time(at timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT AS $$
+    SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+$$;
+
+-- The canonical v1 event hash of docs/log-format.md; `canonical_event_hash` in Rust.
+CREATE OR REPLACE FUNCTION events_canonical_hash(
+    stream_type text, stream_id text, seq bigint, event_type text, event_version text,
+    occurred_at timestamptz, recorded_at timestamptz, prev_hash text, payload text,
+    metadata text
+) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT encode(sha256(string_agg(
+               convert_to(octet_length(convert_to(field.value, 'UTF8'))::text || ':', 'UTF8')
+               || convert_to(field.value, 'UTF8') || convert_to(E'\n', 'UTF8'),
+               ''::bytea ORDER BY field.ordinality)), 'hex')
+      FROM unnest(ARRAY[
+               'opencity-event-v1', stream_type, stream_id, seq::text, event_type,
+               event_version, events_format_time(occurred_at), events_format_time(recorded_at),
+               prev_hash, payload, metadata
+           ]) WITH ORDINALITY AS field(value, ordinality)
+$$;
+
+CREATE OR REPLACE FUNCTION events_before_insert() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     business_time text;
@@ -72,18 +101,56 @@ BEGIN
             USING ERRCODE = 'not_null_violation';
     END IF;
     NEW.occurred_at := business_time::timestamptz;
+
+    NEW.prev_hash := '';
+    IF NEW.sequence > 1 THEN
+        SELECT COALESCE(previous.hash, '') INTO NEW.prev_hash
+          FROM events previous
+         WHERE previous.aggregate_type = NEW.aggregate_type
+           AND previous.aggregate_id = NEW.aggregate_id
+           AND previous.sequence = NEW.sequence - 1;
+        NEW.prev_hash := COALESCE(NEW.prev_hash, '');
+    END IF;
+    NEW.hash := events_canonical_hash(
+        NEW.aggregate_type, NEW.aggregate_id, NEW.sequence, NEW.event_type, NEW.event_version,
+        NEW.occurred_at, NEW.recorded_at, NEW.prev_hash, NEW.payload::text, NEW.metadata::text);
     RETURN NEW;
 END
 $$;
 
-CREATE OR REPLACE TRIGGER events_set_occurred_at
+CREATE OR REPLACE TRIGGER events_before_insert
     BEFORE INSERT ON events
-    FOR EACH ROW EXECUTE FUNCTION events_set_occurred_at();
+    FOR EACH ROW EXECUTE FUNCTION events_before_insert();
+
+DROP TRIGGER IF EXISTS events_set_occurred_at ON events;
+DROP FUNCTION IF EXISTS events_set_occurred_at();
+
+CREATE TABLE IF NOT EXISTS log_checkpoints (
+    id            bigint      PRIMARY KEY,
+    position      bigint      NOT NULL,
+    tx            bigint      NOT NULL,
+    created_at    timestamptz NOT NULL,
+    stream_count  bigint      NOT NULL,
+    heads_digest  text        NOT NULL,
+    message       text        NOT NULL,
+    signature     text        NOT NULL,
+    public_key    text        NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS log_checkpoint_heads (
+    checkpoint_id bigint NOT NULL REFERENCES log_checkpoints (id),
+    stream_type   text   NOT NULL,
+    stream_id     text   NOT NULL,
+    sequence      bigint NOT NULL,
+    hash          text   NOT NULL,
+    PRIMARY KEY (checkpoint_id, stream_type, stream_id)
+);
 "#;
 
 /// Columns of a [`StoredEvent`], in the order `stored_event` reads them.
 const EVENT_COLUMNS: &str = "global_position, tx_id::text::bigint AS tx, aggregate_type, \
-     aggregate_id, sequence, event_type, event_version, payload, metadata, occurred_at, recorded_at";
+     aggregate_id, sequence, event_type, event_version, payload::text AS payload, \
+     metadata::text AS metadata, occurred_at, recorded_at, prev_hash, hash";
 
 /// Reads the log after a checkpoint in `(tx_id, global_position)` order, and only the events of
 /// transactions below the snapshot's xmin. Every transaction below xmin has ended and any
@@ -116,6 +183,26 @@ pub(crate) async fn read_log(
     limit: usize,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let rows = sqlx::query(&read_log_query())
+        .bind(after.tx)
+        .bind(after.position)
+        .bind(clamp_limit(limit))
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(stored_event).collect()
+}
+
+pub(crate) async fn read_committed_log(
+    pool: &PgPool,
+    after: LogCheckpoint,
+    limit: usize,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let query = format!(
+        "SELECT {EVENT_COLUMNS} FROM events
+          WHERE (tx_id, global_position) > (($1::bigint)::text::xid8, $2)
+          ORDER BY tx_id, global_position
+          LIMIT $3"
+    );
+    let rows = sqlx::query(&query)
         .bind(after.tx)
         .bind(after.position)
         .bind(clamp_limit(limit))
@@ -204,7 +291,9 @@ pub(crate) async fn checkpoints_at(
     Ok(checkpoints)
 }
 
-fn stored_event(row: &PgRow) -> Result<StoredEvent, StoreError> {
+pub(crate) fn stored_event(row: &PgRow) -> Result<StoredEvent, StoreError> {
+    let stored_payload: String = row.try_get("payload")?;
+    let stored_metadata: String = row.try_get("metadata")?;
     Ok(StoredEvent {
         position: row.try_get("global_position")?,
         tx: row.try_get("tx")?,
@@ -213,10 +302,14 @@ fn stored_event(row: &PgRow) -> Result<StoredEvent, StoreError> {
         sequence: row.try_get("sequence")?,
         event_type: row.try_get("event_type")?,
         event_version: row.try_get("event_version")?,
-        payload: row.try_get("payload")?,
-        metadata: row.try_get("metadata")?,
+        payload: serde_json::from_str(&stored_payload)?,
+        metadata: serde_json::from_str(&stored_metadata)?,
         occurred_at: row.try_get("occurred_at")?,
         recorded_at: row.try_get("recorded_at")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+        stored_payload,
+        stored_metadata,
     })
 }
 

@@ -186,6 +186,25 @@ impl Store {
         }
     }
 
+    /// Reads at most `limit` committed events strictly after `after`, in log order, without
+    /// waiting for older transactions to end. For audits ([`verify_log`](crate::verify_log)):
+    /// on PostgreSQL an event still being written may later appear before the events read,
+    /// which cannot happen before a signed checkpoint. On SQLite it is [`read_log`](Self::read_log).
+    pub async fn read_committed_log(
+        &self,
+        after: LogCheckpoint,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        match self.backend.as_ref() {
+            Backend::Postgres { pool, .. } => {
+                postgres::read_committed_log(pool, after, limit).await
+            }
+            Backend::Sqlite { database, .. } => {
+                sqlite::read_log(&database.pool, after, limit).await
+            }
+        }
+    }
+
     /// Returns the highest committed global position, or 0 for an empty log. On PostgreSQL,
     /// events below it may still be uncommitted; use checkpoints to tell what a reader has seen.
     pub async fn last_position(&self) -> Result<i64, StoreError> {

@@ -154,5 +154,9 @@ async fn sqlite_timestamps_have_one_format() {
     // Same length and suffix, so text order is time order across both columns.
     assert_eq!(occurred_at, "1970-01-01T00:00:00.000000Z");
     assert_eq!(recorded_at.len(), occurred_at.len(), "{recorded_at}");
-    assert!(recorded_at.ends_with("000Z"), "{recorded_at}");
+    assert!(recorded_at.ends_with('Z'), "{recorded_at}");
+    assert_eq!(
+        crate::integrity::format_timestamp(crate::sqlite::parse_timestamp(&recorded_at).unwrap()),
+        recorded_at
+    );
 }

@@ -40,7 +40,9 @@ const CHECKPOINT_QUERY_CHUNK: usize = 400;
 
 /// Schema of the store, with the logical columns of the PostgreSQL schema. Timestamps are
 /// RFC 3339 text in UTC with six fractional digits and a `Z` suffix, so they sort as text.
-/// SQLite's clock has milliseconds, so `recorded_at` pads them to six digits.
+/// The repository writes `recorded_at` from Rust's clock, truncated to microseconds, because
+/// the hash covers it; the column default (SQLite's clock has milliseconds, padded to six
+/// digits) only serves other writers.
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS events (
     global_position INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -64,11 +66,39 @@ CREATE TABLE IF NOT EXISTS snapshots (
     payload          TEXT    NOT NULL CHECK (json_valid(payload)),
     PRIMARY KEY (aggregate_type, aggregate_id)
 );
+
+CREATE TABLE IF NOT EXISTS log_checkpoints (
+    id            INTEGER PRIMARY KEY,
+    position      INTEGER NOT NULL,
+    tx            INTEGER NOT NULL,
+    created_at    TEXT    NOT NULL,
+    stream_count  INTEGER NOT NULL,
+    heads_digest  TEXT    NOT NULL,
+    message       TEXT    NOT NULL,
+    signature     TEXT    NOT NULL,
+    public_key    TEXT    NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS log_checkpoint_heads (
+    checkpoint_id INTEGER NOT NULL REFERENCES log_checkpoints (id),
+    stream_type   TEXT    NOT NULL,
+    stream_id     TEXT    NOT NULL,
+    sequence      INTEGER NOT NULL,
+    hash          TEXT    NOT NULL,
+    PRIMARY KEY (checkpoint_id, stream_type, stream_id)
+);
+"#;
+
+/// Adds the hash chain columns to an `events` table created before they existed. SQLite has
+/// no `ADD COLUMN IF NOT EXISTS`, so `open` runs this only when `hash` is missing.
+const ADD_HASH_COLUMNS: &str = r#"
+ALTER TABLE events ADD COLUMN prev_hash TEXT;
+ALTER TABLE events ADD COLUMN hash TEXT;
 "#;
 
 /// Columns of a [`StoredEvent`], in the order `stored_event` reads them.
 const EVENT_COLUMNS: &str = "global_position, aggregate_type, aggregate_id, sequence, \
-     event_type, event_version, payload, metadata, occurred_at, recorded_at";
+     event_type, event_version, payload, metadata, occurred_at, recorded_at, prev_hash, hash";
 
 /// One SQLite database: the pool and the in-process queue of writers.
 #[derive(Clone, Debug)]
@@ -109,6 +139,16 @@ impl SqliteDatabase {
         sqlx::raw_sql(SCHEMA)
             .execute(&mut *write.transaction)
             .await?;
+        let has_hash: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info('events') WHERE name = 'hash')",
+        )
+        .fetch_one(&mut *write.transaction)
+        .await?;
+        if !has_hash {
+            sqlx::raw_sql(ADD_HASH_COLUMNS)
+                .execute(&mut *write.transaction)
+                .await?;
+        }
         write.commit().await?;
         Ok(database)
     }
@@ -262,9 +302,9 @@ pub(crate) async fn checkpoints_at(
     Ok(checkpoints)
 }
 
-fn stored_event(row: &SqliteRow) -> Result<StoredEvent, StoreError> {
-    let payload: String = row.try_get("payload")?;
-    let metadata: String = row.try_get("metadata")?;
+pub(crate) fn stored_event(row: &SqliteRow) -> Result<StoredEvent, StoreError> {
+    let stored_payload: String = row.try_get("payload")?;
+    let stored_metadata: String = row.try_get("metadata")?;
     let occurred_at: String = row.try_get("occurred_at")?;
     let recorded_at: String = row.try_get("recorded_at")?;
     Ok(StoredEvent {
@@ -275,21 +315,25 @@ fn stored_event(row: &SqliteRow) -> Result<StoredEvent, StoreError> {
         sequence: row.try_get("sequence")?,
         event_type: row.try_get("event_type")?,
         event_version: row.try_get("event_version")?,
-        payload: serde_json::from_str(&payload)?,
-        metadata: serde_json::from_str(&metadata)?,
+        payload: serde_json::from_str(&stored_payload)?,
+        metadata: serde_json::from_str(&stored_metadata)?,
         occurred_at: parse_timestamp(&occurred_at)?,
         recorded_at: parse_timestamp(&recorded_at)?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+        stored_payload,
+        stored_metadata,
     })
 }
 
 /// Formats a timestamp as stored: RFC 3339 in UTC, rounded to microseconds as PostgreSQL
 /// rounds `timestamptz`.
-fn format_timestamp(at: DateTime<Utc>) -> String {
+pub(crate) fn format_timestamp(at: DateTime<Utc>) -> String {
     at.round_subsecs(6)
         .to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, StoreError> {
+pub(crate) fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, StoreError> {
     DateTime::parse_from_rfc3339(text)
         .map(|at| at.with_timezone(&Utc))
         .map_err(|error| {

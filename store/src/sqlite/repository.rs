@@ -1,7 +1,9 @@
 //! The cqrs-es event repository over SQLite, the counterpart of postgres-es's
 //! `PostgresEventRepository`.
 
-use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
+use chrono::{DateTime, SubsecRound, Utc};
 use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
 };
@@ -11,8 +13,9 @@ use serde_json::Value;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
 
-use super::{format_timestamp, SqliteDatabase, SqliteWriteTransaction};
+use super::{format_timestamp, parse_timestamp, SqliteDatabase, SqliteWriteTransaction};
 use crate::error::StoreError;
+use crate::integrity::{canonical_event_hash, EventHashInput};
 
 /// Events buffered between the database and a replay consumer.
 const STREAM_CHANNEL_SIZE: usize = 200;
@@ -84,10 +87,14 @@ impl SqliteEventRepository {
         stream
     }
 
+    /// Inserts events with their hash chain. `recorded_at` is taken here, truncated to
+    /// microseconds, so the hash covers exactly the stored text.
     async fn insert_events(
         write: &mut SqliteWriteTransaction,
         events: &[SerializedEvent],
     ) -> Result<(), PersistenceError> {
+        // Hash of the last event inserted per stream in this call.
+        let mut last_hashes: HashMap<(String, String), (i64, String)> = HashMap::new();
         for event in events {
             let sequence = i64::try_from(event.sequence).map_err(|_| {
                 PersistenceError::UnknownError(
@@ -103,24 +110,74 @@ impl SqliteEventRepository {
                     .into(),
                 )
             })?;
+            let key = (event.aggregate_type.clone(), event.aggregate_id.clone());
+            let prev_hash = match last_hashes.get(&key) {
+                Some((last, hash)) if *last == sequence - 1 => hash.clone(),
+                _ => Self::previous_hash(write, &key.0, &key.1, sequence).await?,
+            };
+
+            let payload = event.payload.to_string();
+            let metadata = event.metadata.to_string();
+            let occurred_at = parse_timestamp(&format_timestamp(occurred_at))?;
+            let recorded_at = Utc::now().trunc_subsecs(6);
+            let hash = canonical_event_hash(&EventHashInput {
+                stream_type: &event.aggregate_type,
+                stream_id: &event.aggregate_id,
+                sequence,
+                event_type: &event.event_type,
+                event_version: &event.event_version,
+                occurred_at,
+                recorded_at,
+                prev_hash: &prev_hash,
+                payload: &payload,
+                metadata: &metadata,
+            });
             sqlx::query(
                 "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type,
-                                     event_version, payload, metadata, occurred_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                     event_version, payload, metadata, occurred_at,
+                                     recorded_at, prev_hash, hash)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&event.aggregate_type)
             .bind(&event.aggregate_id)
             .bind(sequence)
             .bind(&event.event_type)
             .bind(&event.event_version)
-            .bind(event.payload.to_string())
-            .bind(event.metadata.to_string())
+            .bind(payload)
+            .bind(metadata)
             .bind(format_timestamp(occurred_at))
+            .bind(format_timestamp(recorded_at))
+            .bind(&prev_hash)
+            .bind(&hash)
             .execute(&mut *write.transaction)
             .await
             .map_err(persistence_error)?;
+            last_hashes.insert(key, (sequence, hash));
         }
         Ok(())
+    }
+
+    /// Returns the hash of event `sequence - 1` of a stream, or an empty string for the first
+    /// event and for a previous event stored before hashes existed.
+    async fn previous_hash(
+        write: &mut SqliteWriteTransaction,
+        stream_type: &str,
+        stream_id: &str,
+        sequence: i64,
+    ) -> Result<String, PersistenceError> {
+        if sequence <= 1 {
+            return Ok(String::new());
+        }
+        let hash: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT hash FROM events WHERE aggregate_type = ? AND aggregate_id = ? AND sequence = ?",
+        )
+        .bind(stream_type)
+        .bind(stream_id)
+        .bind(sequence - 1)
+        .fetch_optional(&mut *write.transaction)
+        .await
+        .map_err(persistence_error)?;
+        Ok(hash.flatten().unwrap_or_default())
     }
 
     /// Writes the snapshot the same way postgres-es does: the first one is inserted, each later
