@@ -21,6 +21,10 @@ use crate::import::{import_file, load_demo, ImportExit};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Файл справочника SLA (TOML) вместо встроенного; календари, на которые он ссылается,
+    /// ищутся относительно его каталога. Так новое постановление вводится без пересборки.
+    #[arg(long, global = true, env = "OPENCITY_SLA_CATALOGUE")]
+    pub sla_catalogue: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -157,8 +161,13 @@ pub struct ImportArgs {
 
 /// Runs a parsed command line; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let catalogue = opencity_fixtures::sla::default_catalogue()
-        .map_err(|error| anyhow::anyhow!("справочник SLA не загружен: {error}"))?;
+    let catalogue = match &cli.sla_catalogue {
+        Some(path) => opencity_fixtures::sla::load_catalogue(path).map_err(|error| {
+            anyhow::anyhow!("справочник SLA {} не загружен [{}]: {error}", path.display(), error.code())
+        })?,
+        None => opencity_fixtures::sla::default_catalogue()
+            .map_err(|error| anyhow::anyhow!("встроенный справочник SLA не загружен [{}]: {error}", error.code()))?,
+    };
     let services = TicketServices { sla: Arc::new(catalogue) };
 
     match cli.command {

@@ -84,3 +84,34 @@ fn unknown_format_is_a_usage_error() {
     let output = opencity().args(["import", "--format", "nyc311", "x.csv"]).output().expect("binary runs");
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn sla_catalogue_file_is_used() {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures");
+    let catalogue = std::fs::read_to_string(fixtures.join("sla/ru.toml")).expect("catalogue reads");
+    let copy_dir = data_dir.path().join("sla");
+    std::fs::create_dir_all(copy_dir.join("../calendars")).expect("dirs");
+    for name in ["ru-production-calendar.csv", "ru-regional-holidays.csv"] {
+        std::fs::copy(fixtures.join("calendars").join(name), copy_dir.join("../calendars").join(name)).expect("copy");
+    }
+    std::fs::write(copy_dir.join("ru.toml"), &catalogue).expect("write");
+
+    let import = |catalogue: &std::path::Path| {
+        opencity()
+            .arg("--sla-catalogue")
+            .arg(catalogue)
+            .args(["import", "--format", "boston311"])
+            .arg(shared_data("boston311_100_qsv.csv"))
+            .arg("--data-dir")
+            .arg(data_dir.path().join("store"))
+            .output()
+            .expect("binary runs")
+    };
+    let good = import(&copy_dir.join("ru.toml"));
+    assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
+
+    let missing = import(&copy_dir.join("absent.toml"));
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("справочник SLA"));
+}
