@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// One entity of the reference index, as stored in the `reference_entities` table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "entity", content = "data", rename_all = "snake_case")]
 pub enum ReferenceEntity {
     Building(BuildingRef),
     Organization(OrganizationRef),
@@ -71,5 +71,24 @@ impl ReferenceIndex {
 
     pub fn contractor(&self, id: &str) -> Option<ContractorRef> {
         self.contractors.get(id).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opencity_domain::values::OrganizationKind;
+
+    use super::*;
+
+    #[test]
+    fn organization_entity_round_trips_as_json() {
+        let entity = ReferenceEntity::Organization(OrganizationRef {
+            id: "uk-1".to_string(),
+            name: "УК «Заречье»".to_string(),
+            kind: OrganizationKind::ManagementCompany,
+        });
+        let json = serde_json::to_string(&entity).expect("serializes");
+        let back: ReferenceEntity = serde_json::from_str(&json).expect("deserializes");
+        assert_eq!(back, entity);
     }
 }

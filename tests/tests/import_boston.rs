@@ -61,3 +61,19 @@ async fn boston_second_import_appends_nothing() {
     assert_eq!(second.already_present, first.imported);
     assert_eq!(store.count_events().await.expect("count"), events_after_first);
 }
+
+#[tokio::test]
+async fn read_model_reopens_after_restart() {
+    let (_dir, config) = temp_sqlite();
+    let store = Store::open(&config).await.expect("store opens");
+    let services = services();
+    import(&store, &services, ImportFormat::Boston311, "boston311_100_qsv.csv").await;
+    let first = projected(&store).await;
+    let organizations = first.reference().await.organizations.len();
+    drop(first);
+
+    let reopened = opencity_projections::runner::ReadModel::open(store.clone()).await.expect("read model reopens");
+    assert_eq!(reopened.views().await.len(), 100);
+    assert_eq!(reopened.reference().await.organizations.len(), organizations);
+    assert!(organizations > 0);
+}
