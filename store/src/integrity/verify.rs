@@ -33,7 +33,7 @@ pub enum FindingKind {
     CheckpointDigestMismatch,
     /// A checkpoint number is missing between two stored checkpoints.
     MissingCheckpoint,
-    /// The event type or stream type is not one this version knows.
+    /// The event type or stream type is not one this version recognizes.
     UnknownEventType,
     /// The payload does not decode as an event of its type.
     UndeserializablePayload,
@@ -83,9 +83,8 @@ pub struct Finding {
 /// Checks a log read in log order (as [`Store::read_log`](crate::Store::read_log) returns it)
 /// against the checkpoints, and returns what is wrong; an intact log gives no findings.
 ///
-/// `public_key` is the key the operator published; without it each checkpoint is checked
-/// with the key it names, which only shows the checkpoint was not altered by someone without
-/// that key.
+/// `public_key` is the key the operator published. Without it each checkpoint is checked with
+/// the key it names. That only shows that nobody without that key altered the checkpoint.
 pub fn verify_log(
     events: impl IntoIterator<Item = StoredEvent>,
     checkpoints: &[Checkpoint],

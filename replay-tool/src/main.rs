@@ -1,0 +1,35 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use opencity_replay_tool::cli::{run, Cli, EXIT_USAGE};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("ошибка [RUNTIME]: не удалось запустить среду выполнения: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("ошибка: {error:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
