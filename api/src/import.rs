@@ -3,8 +3,7 @@
 use std::path::Path;
 
 use futures::stream::{self, StreamExt};
-use cqrs_es::Aggregate;
-use opencity_domain::{Ticket, TicketEvent, TicketServices};
+use opencity_domain::TicketServices;
 use opencity_fixtures::import::{parse_file, ImportFormat, ImportedTicket};
 use opencity_store::{BulkItem, CommandError, CommandMetadata, CommandOutcome, Store};
 
@@ -133,7 +132,7 @@ pub async fn write_tickets(
             Ok(outcome) => {
                 summary.imported += 1;
                 summary.events += outcome.appended;
-                if has_anomaly(&ticket, services) {
+                if ticket.closed_before_created {
                     summary.flagged += 1;
                 }
             }
@@ -151,24 +150,6 @@ pub async fn write_tickets(
         }
     }
     Ok(summary)
-}
-
-/// Replays a ticket's commands in memory to tell whether the aggregate flags its data. Only the
-/// summary uses it, because the store has already decided and written the same events.
-fn has_anomaly(ticket: &ImportedTicket, services: &TicketServices) -> bool {
-    let mut state = Ticket::default();
-    for command in ticket.commands.iter().cloned() {
-        let Ok(events) = state.decide(command, services) else {
-            return false;
-        };
-        for event in events {
-            if matches!(event, TicketEvent::DataAnomalyFlagged(_)) {
-                return true;
-            }
-            state.apply(event);
-        }
-    }
-    false
 }
 
 fn print_summary(path: &Path, summary: &ImportSummary) {

@@ -61,6 +61,17 @@ impl ReferenceIndex {
         }
     }
 
+    /// Returns true when the index already has this exact version of the entity.
+    pub fn contains(&self, entity: &ReferenceEntity) -> bool {
+        match entity {
+            ReferenceEntity::Building(building) => self.buildings.get(&building.id) == Some(building),
+            ReferenceEntity::Organization(organization) => {
+                self.organizations.get(&organization.id) == Some(organization)
+            }
+            ReferenceEntity::Contractor(contractor) => self.contractors.get(&contractor.id) == Some(contractor),
+        }
+    }
+
     pub fn building(&self, id: &str) -> Option<BuildingRef> {
         self.buildings.get(id).cloned()
     }

@@ -153,10 +153,10 @@ impl ReadModel {
 
         let mut changed: BTreeMap<Uuid, TicketView> = BTreeMap::new();
         let mut decoded = Vec::with_capacity(events.len());
-        let mut reference = self.reference.read().await.clone();
-        let mut changed_reference = Vec::new();
+        let mut changed_reference: BTreeMap<(&'static str, String), ReferenceEntity> = BTreeMap::new();
         {
             let views = self.views.read().await;
+            let reference = self.reference.read().await;
             for stored in &events {
                 let Some(ticket_id) = ticket_stream_id(stored) else {
                     continue;
@@ -165,31 +165,29 @@ impl ReadModel {
                     position: stored.position,
                     source,
                 })?;
+
                 if let Some(entity) = ReferenceEntity::from_event(&event) {
-                    if reference.insert(entity.clone()) {
-                        changed_reference.push(entity);
+                    if !reference.contains(&entity) {
+                        let (kind, id) = entity.key();
+                        changed_reference.insert((kind, id.to_string()), entity);
                     }
                 }
-                let current = changed.get(&ticket_id).cloned().or_else(|| views.get(&ticket_id).cloned());
-                let updated = match (current, &event) {
-                    (None, TicketEvent::TicketRegistered(registered)) => {
-                        Some(TicketView::new(registered, stored.position))
-                    }
-                    (Some(mut view), _) => {
-                        view.apply(&event, stored.position);
-                        Some(view)
-                    }
-                    (None, _) => {
-                        tracing::warn!(%ticket_id, position = stored.position, "event of an unregistered ticket skipped");
-                        None
-                    }
-                };
-                if let Some(view) = updated {
+
+                if let Some(view) = changed.get_mut(&ticket_id) {
+                    view.apply(&event, stored.position);
+                } else if let Some(view) = views.get(&ticket_id) {
+                    let mut view = view.clone();
+                    view.apply(&event, stored.position);
                     changed.insert(ticket_id, view);
+                } else if let TicketEvent::TicketRegistered(registered) = &event {
+                    changed.insert(ticket_id, TicketView::new(registered, stored.position));
+                } else {
+                    tracing::warn!(%ticket_id, position = stored.position, "event of an unregistered ticket skipped");
                 }
                 decoded.push((ticket_id, stored.clone()));
             }
         }
+        let changed_reference: Vec<ReferenceEntity> = changed_reference.into_values().collect();
 
         commit_batch(&self.store, &changed, &changed_reference, new_checkpoint).await?;
 
@@ -202,7 +200,10 @@ impl ReadModel {
                 }
                 views.insert(id, view);
             }
-            *self.reference.write().await = reference;
+            let mut reference = self.reference.write().await;
+            for entity in changed_reference {
+                reference.insert(entity);
+            }
         }
         self.checkpoint.send_replace(new_checkpoint);
         for (ticket_id, event) in decoded {
