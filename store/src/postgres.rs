@@ -29,7 +29,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 ///   seven columns;
 /// - `recorded_at`: the database clock at insert;
 /// - `prev_hash`, `hash`: the hash chain of the stream (docs/log-format.md), computed by the
-///   same trigger, which sees the rows inserted earlier in its own transaction.
+///   same trigger, which reads the rows inserted earlier in its own transaction.
 ///
 /// `log_checkpoints` and `log_checkpoint_heads` hold the signed checkpoints.
 const SCHEMA: &str = r#"

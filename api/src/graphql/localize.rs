@@ -29,9 +29,11 @@ fn translate(message: &str) -> (&'static str, String) {
     let quoted: Vec<&str> = message.split('"').skip(1).step_by(2).collect();
     let first = quoted.first().copied().unwrap_or("");
     let second = quoted.get(1).copied().unwrap_or("");
+
     if message.starts_with(" --> ") || message.contains("expected") && message.contains("-->") {
         return (PARSE_FAILED, format!("Синтаксическая ошибка в запросе GraphQL: {}. Проверьте скобки и кавычки в указанном месте.", message.trim()));
     }
+
     if message.starts_with("Unknown field") {
         return (VALIDATION_FAILED, format!("Неизвестное поле «{first}» у типа «{second}». Проверьте имя поля по схеме (GraphiQL, вкладка Docs)."));
     }
@@ -47,6 +49,7 @@ fn translate(message: &str) -> (&'static str, String) {
     if message.contains("must have a selection of subfields") {
         return (VALIDATION_FAILED, format!("У поля «{first}» нужно перечислить вложенные поля в фигурных скобках."));
     }
+
     if message.starts_with("Query is nested too deep") {
         return ("QUERY_TOO_DEEP", "Запрос слишком глубокий: допускается не более 12 уровней вложенности. Упростите запрос.".to_string());
     }

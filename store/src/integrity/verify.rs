@@ -84,7 +84,7 @@ pub struct Finding {
 /// against the checkpoints, and returns what is wrong; an intact log gives no findings.
 ///
 /// `public_key` is the key the operator published. Without it each checkpoint is checked with
-/// the key it names. That only shows that nobody without that key altered the checkpoint.
+/// the key it names. That proves only that no one without that key altered the checkpoint.
 pub fn verify_log(
     events: impl IntoIterator<Item = StoredEvent>,
     checkpoints: &[Checkpoint],
