@@ -3,11 +3,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use async_graphql::http::GraphiQLSource;
+use async_graphql::http::{GraphiQLSource, ALL_WEBSOCKET_PROTOCOLS};
+use async_graphql::parser::types::{DocumentOperations, OperationType};
 use async_graphql::ParseRequestError;
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse, GraphQLSubscription};
-use axum::extract::State;
-use axum::http::StatusCode;
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -19,7 +20,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::graphql::localize::{localize_errors, PARSE_FAILED};
-use crate::graphql::{build_schema, ApiState, OpenCitySchema};
+use crate::graphql::{build_schema, ApiState, HeaderIdempotencyKey, OpenCitySchema, MAX_IDEMPOTENCY_KEY_BYTES};
 
 /// State of the HTTP routes.
 #[derive(Clone)]
@@ -39,7 +40,7 @@ pub fn router(state: ApiState) -> Router {
             "/graphql",
             get(graphiql).post(graphql_handler),
         )
-        .route_service("/graphql/ws", GraphQLSubscription::new(schema.clone()))
+        .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(AppState { api: state, schema })
@@ -47,14 +48,101 @@ pub fn router(state: ApiState) -> Router {
         .layer(TraceLayer::new_for_http())
 }
 
+/// The HTTP header that carries a mutation's idempotency key.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
+/// Read buffer of a subscription socket, in bytes. tungstenite zero-fills its whole read buffer
+/// on every read attempt, and a subscription socket is polled for reading each time it sends an
+/// event, so axum's default of 128 KiB cost a 128 KiB memset per subscriber and event: a third
+/// of the server's CPU time with 1,000 subscribers. Clients send only small control messages;
+/// a larger one still arrives, over several reads.
+const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
+
+/// Upgrades `/graphql/ws` to a GraphQL WebSocket (`graphql-transport-ws` or `graphql-ws`).
+async fn graphql_ws(
+    State(state): State<AppState>,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> axum::response::Response {
+    upgrade
+        .read_buffer_size(WS_READ_BUFFER_BYTES)
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |stream| GraphQLWebSocket::new(stream, state.schema, protocol).serve())
+}
+
 /// Executes a GraphQL request over HTTP; library errors are localized before they leave.
 async fn graphql_handler(
     State(state): State<AppState>,
+    headers: HeaderMap,
     request: GraphQLRequest<MalformedRequest>,
-) -> GraphQLResponse {
-    let mut response = state.schema.execute(request.into_inner()).await;
+) -> axum::response::Response {
+    let mut request = request.into_inner();
+    if let Some(value) = headers.get(IDEMPOTENCY_KEY_HEADER) {
+        match header_idempotency_key(value, &request) {
+            Ok(Some(key)) => request = request.data(HeaderIdempotencyKey(key)),
+            Ok(None) => {}
+            Err((code, message)) => return request_error(StatusCode::BAD_REQUEST, code, message),
+        }
+    }
+    let mut response = state.schema.execute(request).await;
     localize_errors(&mut response.errors);
-    response.into()
+    GraphQLResponse::from(response).into_response()
+}
+
+/// Reads the `Idempotency-Key` header. It applies to a request with exactly one mutation field;
+/// on queries it is ignored, since they change nothing. A request the parser rejects is left
+/// for the schema to report.
+fn header_idempotency_key(
+    value: &HeaderValue,
+    request: &async_graphql::Request,
+) -> Result<Option<String>, (&'static str, String)> {
+    let invalid = || {
+        (
+            "IDEMPOTENCY_KEY_INVALID",
+            format!(
+                "Заголовок Idempotency-Key должен содержать от 1 до {MAX_IDEMPOTENCY_KEY_BYTES} \
+                 печатных символов ASCII. Используйте, например, UUID запроса."
+            ),
+        )
+    };
+    let key = value.to_str().map_err(|_| invalid())?.trim();
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
+        return Err(invalid());
+    }
+    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+        return Ok(None);
+    };
+    let operation = match (&document.operations, request.operation_name.as_deref()) {
+        (DocumentOperations::Single(operation), _) => Some(&operation.node),
+        (DocumentOperations::Multiple(operations), Some(name)) => {
+            operations.get(name).map(|operation| &operation.node)
+        }
+        (DocumentOperations::Multiple(_), None) => None,
+    };
+    let Some(operation) = operation else {
+        return Ok(None);
+    };
+    if operation.ty != OperationType::Mutation {
+        return Ok(None);
+    }
+    if operation.selection_set.node.items.len() != 1 {
+        return Err((
+            "IDEMPOTENCY_KEY_AMBIGUOUS",
+            "Заголовок Idempotency-Key относится к одной мутации, а в запросе их несколько. \
+             Отправьте мутации отдельными запросами или передайте каждой свой аргумент idempotencyKey."
+                .to_string(),
+        ));
+    }
+    Ok(Some(key.to_string()))
+}
+
+/// Builds the response to a request rejected before execution, in the GraphQL response shape.
+fn request_error(status: StatusCode, code: &str, message: String) -> axum::response::Response {
+    let body = serde_json::json!({
+        "data": null,
+        "errors": [{ "message": message, "extensions": { "code": code } }],
+    });
+    (status, Json(body)).into_response()
 }
 
 /// A body that is not a GraphQL request: a Russian error with a code replaces the library's
@@ -85,11 +173,7 @@ impl IntoResponse for MalformedRequest {
             ),
         };
         tracing::debug!(error = %self.0, "malformed GraphQL request body");
-        let body = serde_json::json!({
-            "data": null,
-            "errors": [{ "message": message, "extensions": { "code": code } }],
-        });
-        (status, Json(body)).into_response()
+        request_error(status, code, message)
     }
 }
 
@@ -108,8 +192,11 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(AppState { api: state, .. }): State<AppState>) -> impl IntoResponse {
-    match state.store.last_position().await {
-        Ok(head) => {
+    // While the database refuses connections, the store's pool keeps reconnecting until its
+    // acquire timeout runs out, but a readiness probe must get its response sooner.
+    const STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+    match tokio::time::timeout(STORE_TIMEOUT, state.store.last_position()).await {
+        Ok(Ok(head)) => {
             let checkpoint = state.read_model.checkpoint();
             (
                 StatusCode::OK,
@@ -117,14 +204,29 @@ async fn readyz(State(AppState { api: state, .. }): State<AppState>) -> impl Int
                     "status": "ready",
                     "logHead": head,
                     "projectedPosition": checkpoint.position,
+                    "projectionLeader": state.read_model.is_leader(),
+                    "readModelGeneration": state.read_model.generation(),
                 })),
             )
         }
-        Err(error) => {
+        Ok(Err(error)) => {
             tracing::error!(error.cause_chain = ?error, "readiness check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(serde_json::json!({ "status": "not_ready", "reason": "хранилище событий недоступно" })),
+            )
+        }
+        Err(_) => {
+            tracing::error!(
+                timeout_seconds = STORE_TIMEOUT.as_secs(),
+                "readiness check failed: the event store did not answer in time"
+            );
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({
+                    "status": "not_ready",
+                    "reason": "хранилище событий не ответило за 2 секунды",
+                })),
             )
         }
     }
@@ -159,10 +261,27 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
-/// Starts the projection runner and serves HTTP until Ctrl-C or SIGTERM.
-pub async fn serve(store: Store, services: TicketServices, read_model: Arc<ReadModel>, listen: SocketAddr) -> anyhow::Result<()> {
+/// Options of [`serve`].
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    /// Period of the deadline watcher; zero turns it off.
+    pub deadline_check_interval: std::time::Duration,
+}
+
+/// Starts the projection runner and the deadline watcher, and serves HTTP until Ctrl-C or
+/// SIGTERM.
+pub async fn serve(store: Store, services: TicketServices, read_model: Arc<ReadModel>, options: ServeOptions) -> anyhow::Result<()> {
+    let listen = options.listen;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let runner = tokio::spawn(read_model.clone().run(shutdown_rx));
+    let runner = tokio::spawn(read_model.clone().run(shutdown_rx.clone()));
+    let watcher = tokio::spawn(crate::deadlines::watch_deadlines(
+        store.clone(),
+        services.clone(),
+        read_model.clone(),
+        options.deadline_check_interval,
+        shutdown_rx,
+    ));
 
     let state = ApiState { store, services, read_model };
     let listener = tokio::net::TcpListener::bind(listen)
@@ -177,5 +296,6 @@ pub async fn serve(store: Store, services: TicketServices, read_model: Arc<ReadM
         .await?;
     let _ = shutdown_tx.send(true);
     let _ = runner.await;
+    let _ = watcher.await;
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! The command line: `opencity serve`, `opencity import`, `opencity demo`, `opencity
-//! checkpoint`, `opencity keys generate`.
+//! checkpoint`, `opencity keys generate`, `opencity projections rebuild`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -39,6 +39,24 @@ pub enum Command {
     Checkpoint(CheckpointArgs),
     /// Ключи Ed25519 для подписи контрольных точек.
     Keys(KeysArgs),
+    /// Обслуживание проекций (таблиц чтения).
+    Projections(ProjectionsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ProjectionsArgs {
+    #[command(subcommand)]
+    pub command: ProjectionsCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProjectionsCommand {
+    /// Перестроить проекции из всего журнала в новые таблицы и заменить ими текущие одной
+    /// транзакцией; работающие серверы всё это время отвечают по старым таблицам.
+    Rebuild {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -105,7 +123,14 @@ pub struct ServeArgs {
     /// Период контрольных точек в секундах, если задан --signing-key; 0 — не записывать.
     #[arg(long, env = "OPENCITY_CHECKPOINT_INTERVAL", default_value_t = DEFAULT_CHECKPOINT_INTERVAL_SECONDS)]
     pub checkpoint_interval: u64,
+    /// Как часто проверять истёкшие сроки заявок и записывать события «срок истёк», в
+    /// секундах; 0 — не проверять. Проверяет только сервер, который ведёт проекции.
+    #[arg(long, env = "OPENCITY_DEADLINE_CHECK_INTERVAL", default_value_t = DEFAULT_DEADLINE_CHECK_INTERVAL_SECONDS)]
+    pub deadline_check_interval: u64,
 }
+
+/// Default period of the deadline watcher: one minute.
+pub const DEFAULT_DEADLINE_CHECK_INTERVAL_SECONDS: u64 = 60;
 
 /// Default period of scheduled checkpoints: one hour.
 pub const DEFAULT_CHECKPOINT_INTERVAL_SECONDS: u64 = 3600;
@@ -187,7 +212,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let read_model = ReadModel::open(store.clone()).await?;
             let caught_up = read_model.catch_up().await?;
             tracing::info!(events = caught_up, "projections caught up");
-            crate::app::serve(store, services, read_model, args.listen).await?;
+            let options = crate::app::ServeOptions {
+                listen: args.listen,
+                deadline_check_interval: std::time::Duration::from_secs(args.deadline_check_interval),
+            };
+            crate::app::serve(store, services, read_model, options).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Import(args) => {
@@ -217,6 +246,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print_checkpoint(&checkpoint);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Projections(ProjectionsArgs {
+            command: ProjectionsCommand::Rebuild { store },
+        }) => {
+            let store = open_store(&store).await?;
+            rebuild_projections(&store).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Keys(KeysArgs {
             command: KeysCommand::Generate { out },
         }) => {
@@ -229,6 +265,62 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Rebuilds the read models and prints the progress in Russian, at most once per second and
+/// at each phase change.
+async fn rebuild_projections(store: &Store) -> anyhow::Result<()> {
+    use opencity_projections::rebuild::{rebuild, RebuildProgress};
+    let started = std::time::Instant::now();
+    let mut last_print: Option<std::time::Instant> = None;
+    let mut last_phase = 0u8;
+    let report = rebuild(store, |progress| {
+        let phase = match progress {
+            RebuildProgress::Folding { .. } => 1,
+            RebuildProgress::Writing { .. } => 2,
+            RebuildProgress::Swapping => 3,
+        };
+        let finished = match progress {
+            RebuildProgress::Folding { done, total } | RebuildProgress::Writing { done, total } => done == total,
+            RebuildProgress::Swapping => true,
+        };
+        let due = last_print.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(1));
+        if !(due || finished || phase != last_phase) {
+            return;
+        }
+        last_print = Some(std::time::Instant::now());
+        last_phase = phase;
+        match progress {
+            RebuildProgress::Folding { done, total } => {
+                println!("Чтение журнала: {done} из {total} событий ({}%)", percent(done, total))
+            }
+            RebuildProgress::Writing { done, total } => {
+                println!("Запись новых таблиц: {done} из {total} заявок ({}%)", percent(done, total))
+            }
+            RebuildProgress::Swapping => {
+                println!("Догоняем события, записанные за время перестройки, и подменяем таблицы…")
+            }
+        }
+    })
+    .await
+    .map_err(|error| anyhow::anyhow!("проекции не перестроены: {error}. Текущие таблицы не изменены."))?;
+    println!(
+        "Проекции перестроены за {:.1} с: {} событий (из них {} догнано при замене), {} заявок, {} записей справочников; \
+         поколение таблиц {}, позиция журнала {}.",
+        started.elapsed().as_secs_f64(),
+        report.events,
+        report.caught_up,
+        report.views,
+        report.reference_entities,
+        report.generation,
+        report.checkpoint.position
+    );
+    println!("Работающие серверы перечитают новые таблицы сами.");
+    Ok(())
+}
+
+fn percent(done: u64, total: u64) -> u64 {
+    if total == 0 { 100 } else { done * 100 / total }
 }
 
 fn read_signing_key(path: &Path) -> anyhow::Result<SigningKey> {

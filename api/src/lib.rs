@@ -4,12 +4,14 @@
 //! # Layout
 //! - [`cli`]: the clap command line and what each subcommand runs.
 //! - [`app`]: the axum router (GraphQL, GraphiQL, WebSocket subscriptions, health).
+//! - [`deadlines`]: the deadline watcher that records passed deadlines as events.
 //! - [`graphql`]: schema, queries, mutations and subscriptions.
 //! - [`import`]: file import and the demo city, writing through the store.
 //! - [`errors`]: stable error codes and the Russian messages users read.
 
 pub mod app;
 pub mod cli;
+pub mod deadlines;
 pub mod errors;
 pub mod graphql;
 pub mod import;

@@ -10,10 +10,15 @@
 //! - [`runner`]: the projection runner that commits views with its checkpoint, and the
 //!   in-memory mirror the API reads; [`reference`](mod@reference): buildings, organizations and contractors seen
 //!   in the log.
+//! - [`consistency`]: waiting until the projections have applied a position (read-your-writes).
+//! - [`rebuild`](mod@rebuild): new read-model tables from the whole log, swapped in without downtime.
 //! - [`stats`]: slices ([`Dimension`], [`StatsFilter`]), [`sla_stats`], [`overdue_counters`] and
-//!   [`contractor_ratings`] (the formula is described in `docs/ratings.md`).
+//!   [`contractor_ratings`] (the formula is described in `docs/ratings.md`), and [`StatsIndex`],
+//!   the compact form that answers the first two fast.
 
+pub mod consistency;
 pub mod fold;
+pub mod rebuild;
 pub mod reference;
 pub mod runner;
 pub mod stats;
@@ -22,5 +27,5 @@ pub use fold::{apply_event, fold_from_scratch, fold_into, StateChange, TicketSta
 pub use stats::{
     contractor_ratings, contractor_ratings_with, overdue_counters, overdue_counters_filtered,
     percentile, sla_stats, ContractorRating, Dimension, GroupKey, OverdueRow, RatingComponents,
-    RatingParams, SlaStatsRow, StatsFilter, DEFAULT_TIME_ZONE,
+    RatingParams, SlaStatsRow, StatsFilter, StatsIndex, DEFAULT_TIME_ZONE,
 };

@@ -61,6 +61,14 @@ impl ReferenceIndex {
         }
     }
 
+    /// Returns every entity of the index, buildings first.
+    pub fn entities(&self) -> impl Iterator<Item = ReferenceEntity> + '_ {
+        let buildings = self.buildings.values().cloned().map(ReferenceEntity::Building);
+        let organizations = self.organizations.values().cloned().map(ReferenceEntity::Organization);
+        let contractors = self.contractors.values().cloned().map(ReferenceEntity::Contractor);
+        buildings.chain(organizations).chain(contractors)
+    }
+
     /// Returns true when the index already has this exact version of the entity.
     pub fn contains(&self, entity: &ReferenceEntity) -> bool {
         match entity {

@@ -2,24 +2,51 @@
 //! ticket views. It commits the changed views with the new checkpoint in one transaction of the
 //! store's own database, so every event counts exactly once, also after a crash. Committed views
 //! are mirrored in memory for queries and published to subscribers.
+//!
+//! Several servers may share one PostgreSQL database. Each folds the log into its own memory,
+//! so queries and subscriptions on every server see every event, but only the holder of the
+//! projection lease (a session advisory lock) writes the tables. When the holder dies, its
+//! session ends, the lock is free, and another server takes it within [`LEASE_RETRY`]. A commit
+//! never moves the stored checkpoint backwards: it locks the checkpoint row and skips a batch
+//! the tables already contain, so a second writer for a moment (a lease lost while a batch was
+//! in flight, or an importer catching up beside a server) is harmless.
+//!
+//! `opencity projections rebuild` replaces the tables and bumps their generation. A runner
+//! notices the new generation and reloads its memory from the new tables without moving its
+//! checkpoint backwards and without publishing an event twice.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use opencity_domain::TicketEvent;
-use opencity_store::{DbPool, LogCheckpoint, Store, StoreError, StoredEvent, WriteTransaction};
-use tokio::sync::{broadcast, watch, RwLock};
+use opencity_store::{
+    BackendKind, DbPool, LogCheckpoint, Store, StoreError, StoredEvent, WriteTransaction,
+};
+use sqlx::postgres::PgListener;
+use sqlx::{Connection, PgConnection};
+use tokio::sync::{broadcast, watch, Mutex, RwLock};
 use uuid::Uuid;
 
 use crate::fold::TicketView;
 use crate::reference::{ReferenceEntity, ReferenceIndex};
+use crate::stats::StatsIndex;
 
 /// Name of the ticket-view projection in the checkpoint table.
 pub const TICKET_VIEWS: &str = "ticket_views";
 
 const BATCH_SIZE: usize = 1_000;
+/// How often an idle runner looks at the log without a notification.
 const IDLE_POLL: Duration = Duration::from_millis(200);
+/// How often a server without the lease tries to take it, and the holder checks its session.
+pub const LEASE_RETRY: Duration = Duration::from_secs(1);
+/// Maximum pause between attempts while the database is unreachable.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The advisory lock key of the ticket-view projection lease.
+pub const LEASE_KEY: i64 = 0x6f63_7476; // "octv"
+/// The advisory lock key that a table swap takes exclusively and commits take shared.
+pub(crate) const TABLES_KEY: i64 = 0x6f63_7473; // "octs"
 
 /// An event that the projections have applied, as published to subscribers.
 #[derive(Clone, Debug)]
@@ -45,39 +72,70 @@ pub enum ProjectionError {
 pub struct ReadModel {
     store: Store,
     views: RwLock<BTreeMap<Uuid, TicketView>>,
+    /// The compact form of `views` that SLA statistics and overdue counters read.
+    stats: RwLock<StatsIndex>,
     by_external_id: RwLock<HashMap<String, Uuid>>,
     reference: RwLock<ReferenceIndex>,
     checkpoint: watch::Sender<LogCheckpoint>,
     applied: broadcast::Sender<AppliedEvent>,
+    /// True while this process may write the tables (it holds the lease, or runs alone).
+    leader: watch::Sender<bool>,
+    /// Set when the lease was just taken: the tables may lag behind memory.
+    flush_pending: AtomicBool,
+    /// Generation of the tables the memory was loaded from.
+    generation: AtomicI64,
+    /// One batch at a time, whoever drives the runner.
+    stepping: Mutex<()>,
+}
+
+/// What a commit found in the database.
+enum CommitOutcome {
+    Written,
+    /// The stored checkpoint is already at or past the batch: nothing was written.
+    AlreadyStored,
+    /// The tables were replaced by a rebuild: nothing was written, memory must be reloaded.
+    GenerationChanged,
+}
+
+/// A batch folded on top of the current memory, not yet published.
+#[derive(Default)]
+struct FoldedBatch {
+    changed: BTreeMap<Uuid, TicketView>,
+    changed_reference: Vec<ReferenceEntity>,
+    decoded: Vec<(Uuid, StoredEvent)>,
 }
 
 impl ReadModel {
-    /// Creates the read-model tables if needed and loads the committed views into memory.
+    /// Creates the read-model tables if needed and loads the committed views into memory. The
+    /// read model starts as the writer of its tables; [`run`](Self::run) on PostgreSQL writes
+    /// only while it holds the lease.
     pub async fn open(store: Store) -> Result<Arc<ReadModel>, ProjectionError> {
         create_tables(store.pool()).await?;
-        let checkpoint = load_checkpoint(store.pool()).await?;
-        let views = load_views(store.pool()).await?;
-        let mut reference = ReferenceIndex::default();
-        for entity in load_reference(store.pool()).await? {
-            reference.insert(entity);
-        }
-        let by_external_id = views
-            .values()
-            .filter_map(|view| view.external_id.clone().map(|external| (external, view.id)))
-            .collect();
+        let loaded = load_state(store.pool()).await?;
         let (applied, _) = broadcast::channel(4_096);
+        let stats = StatsIndex::from_views(loaded.views.values());
         Ok(Arc::new(ReadModel {
             store,
-            views: RwLock::new(views),
-            by_external_id: RwLock::new(by_external_id),
-            reference: RwLock::new(reference),
-            checkpoint: watch::channel(checkpoint).0,
+            views: RwLock::new(loaded.views),
+            stats: RwLock::new(stats),
+            by_external_id: RwLock::new(loaded.by_external_id),
+            reference: RwLock::new(loaded.reference),
+            checkpoint: watch::channel(loaded.checkpoint).0,
             applied,
+            leader: watch::channel(true).0,
+            flush_pending: AtomicBool::new(false),
+            generation: AtomicI64::new(loaded.generation),
+            stepping: Mutex::new(()),
         }))
     }
 
     pub async fn views(&self) -> tokio::sync::RwLockReadGuard<'_, BTreeMap<Uuid, TicketView>> {
         self.views.read().await
+    }
+
+    /// Returns the statistics index, which changes together with the views.
+    pub async fn stats(&self) -> tokio::sync::RwLockReadGuard<'_, StatsIndex> {
+        self.stats.read().await
     }
 
     pub async fn view(&self, id: Uuid) -> Option<TicketView> {
@@ -92,18 +150,33 @@ impl ReadModel {
         self.reference.read().await
     }
 
-    /// Returns the checkpoint of the last committed batch.
+    /// Returns the checkpoint of the last applied batch.
     pub fn checkpoint(&self) -> LogCheckpoint {
         *self.checkpoint.borrow()
     }
 
-    /// Returns a receiver that changes whenever a batch is committed.
+    /// Returns a receiver that changes whenever a batch is applied.
     pub fn watch_checkpoint(&self) -> watch::Receiver<LogCheckpoint> {
         self.checkpoint.subscribe()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<AppliedEvent> {
         self.applied.subscribe()
+    }
+
+    /// Returns true while this process writes the read-model tables.
+    pub fn is_leader(&self) -> bool {
+        *self.leader.borrow()
+    }
+
+    /// Returns a receiver that changes when this process takes or loses the lease.
+    pub fn watch_leader(&self) -> watch::Receiver<bool> {
+        self.leader.subscribe()
+    }
+
+    /// Returns the generation of the tables in memory; a rebuild increases it.
+    pub fn generation(&self) -> i64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     /// Applies every event committed so far; returns how many were applied.
@@ -118,100 +191,408 @@ impl ReadModel {
         }
     }
 
-    /// Follows the log until `shutdown` fires, logging and retrying after errors.
+    /// Follows the log until `shutdown` fires, logging and retrying after errors. On PostgreSQL
+    /// it writes the tables only while it holds the projection lease, and wakes on the
+    /// notifications of every server's appends.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let shared = self.store.backend() == BackendKind::Postgres;
+        if shared {
+            self.leader.send_replace(false);
+        }
         tracing::info!(checkpoint = ?self.checkpoint(), "projection runner started");
+        let local_appends = self.store.local_appends();
+        let mut lease = Lease::default();
+        let mut listener: Option<PgListener> = None;
+        let mut backoff = Duration::ZERO;
+        let mut next_lease_check = tokio::time::Instant::now();
         loop {
             if *shutdown.borrow() {
                 break;
             }
+            if shared && tokio::time::Instant::now() >= next_lease_check {
+                next_lease_check = tokio::time::Instant::now() + LEASE_RETRY;
+                let leader = lease.refresh(&self.store).await;
+                if leader != self.is_leader() {
+                    if leader {
+                        tracing::info!("projection lease taken: this server writes the read models");
+                        self.flush_pending.store(true, Ordering::SeqCst);
+                    } else {
+                        tracing::warn!("projection lease lost: another server writes the read models");
+                    }
+                    self.leader.send_replace(leader);
+                }
+                if listener.is_none() {
+                    listener = self.store.listen_appends().await.unwrap_or_else(|error| {
+                        tracing::debug!(%error, "listening for appends failed; polling");
+                        None
+                    });
+                }
+            }
+
+            let woken = local_appends.notified();
             match self.step().await {
                 Ok(0) => {
+                    if !backoff.is_zero() {
+                        tracing::info!("database reachable again; projections resumed");
+                        backoff = Duration::ZERO;
+                    }
+                    let notification = async {
+                        match listener.as_mut() {
+                            Some(listener) => {
+                                if listener.recv().await.is_err() {
+                                    // Reconnects on the next call; wait a little first.
+                                    tokio::time::sleep(LEASE_RETRY).await;
+                                }
+                            }
+                            None => std::future::pending::<()>().await,
+                        }
+                    };
                     tokio::select! {
+                        _ = woken => {}
+                        _ = notification => {}
                         _ = tokio::time::sleep(IDLE_POLL) => {}
                         _ = shutdown.changed() => {}
                     }
                 }
-                Ok(_) => {}
+                Ok(_) => {
+                    if !backoff.is_zero() {
+                        tracing::info!("database reachable again; projections resumed");
+                        backoff = Duration::ZERO;
+                    }
+                }
                 Err(error) => {
-                    tracing::error!(error.cause_chain = ?error, "projection batch failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    backoff = (backoff * 2).clamp(Duration::from_millis(250), MAX_BACKOFF);
+                    tracing::error!(
+                        error.cause_chain = ?error,
+                        retry_in_ms = backoff.as_millis() as u64,
+                        "projection batch failed (database unreachable?); retrying"
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => {}
+                    }
                 }
             }
         }
+        if self.is_leader() && shared {
+            self.leader.send_replace(false);
+        }
+        drop(lease);
         tracing::info!("projection runner stopped");
     }
 
-    /// Reads one batch after the checkpoint, commits it, then updates memory and subscribers.
+    /// Reads one batch after the checkpoint, commits it when this process writes the tables,
+    /// then updates memory and subscribers.
     async fn step(&self) -> Result<usize, ProjectionError> {
+        let _stepping = self.stepping.lock().await;
+        // A rebuild may have swapped the tables while the log was idle.
+        if load_generation(self.store.pool()).await? != self.generation() {
+            self.reload().await?;
+        }
+        if self.is_leader() && self.flush_pending.load(Ordering::SeqCst) {
+            self.flush().await?;
+            self.flush_pending.store(false, Ordering::SeqCst);
+        }
+
         let after = self.checkpoint();
         let events = self.store.read_log(after, BATCH_SIZE).await?;
         let Some(last) = events.last() else {
             return Ok(0);
         };
         let new_checkpoint = last.checkpoint();
-
-        let mut changed: BTreeMap<Uuid, TicketView> = BTreeMap::new();
-        let mut decoded = Vec::with_capacity(events.len());
-        let mut changed_reference: BTreeMap<(&'static str, String), ReferenceEntity> = BTreeMap::new();
-        {
+        let batch = {
             let views = self.views.read().await;
             let reference = self.reference.read().await;
-            for stored in &events {
-                let Some(ticket_id) = ticket_stream_id(stored) else {
-                    continue;
-                };
-                let event = stored.ticket_event().map_err(|source| ProjectionError::UnreadableEvent {
-                    position: stored.position,
-                    source,
-                })?;
+            fold_batch(&views, &reference, &events)?
+        };
 
-                if let Some(entity) = ReferenceEntity::from_event(&event) {
-                    if !reference.contains(&entity) {
-                        let (kind, id) = entity.key();
-                        changed_reference.insert((kind, id.to_string()), entity);
-                    }
-                }
-
-                if let Some(view) = changed.get_mut(&ticket_id) {
-                    view.apply(&event, stored.position);
-                } else if let Some(view) = views.get(&ticket_id) {
-                    let mut view = view.clone();
-                    view.apply(&event, stored.position);
-                    changed.insert(ticket_id, view);
-                } else if let TicketEvent::TicketRegistered(registered) = &event {
-                    changed.insert(ticket_id, TicketView::new(registered, stored.position));
-                } else {
-                    tracing::warn!(%ticket_id, position = stored.position, "event of an unregistered ticket skipped");
-                }
-                decoded.push((ticket_id, stored.clone()));
+        if self.is_leader() {
+            let outcome = commit_batch(
+                &self.store,
+                &batch.changed,
+                &batch.changed_reference,
+                new_checkpoint,
+                self.generation(),
+            )
+            .await?;
+            if let CommitOutcome::GenerationChanged = outcome {
+                self.reload().await?;
+                return Ok(0);
             }
         }
-        let changed_reference: Vec<ReferenceEntity> = changed_reference.into_values().collect();
 
-        commit_batch(&self.store, &changed, &changed_reference, new_checkpoint).await?;
+        self.publish(batch, new_checkpoint, LogCheckpoint::START).await;
+        Ok(events.len())
+    }
 
+    /// Puts a folded batch into memory, moves the checkpoint and sends every event after
+    /// `published` to subscribers.
+    async fn publish(&self, batch: FoldedBatch, checkpoint: LogCheckpoint, published: LogCheckpoint) {
         {
             let mut views = self.views.write().await;
+            self.stats.write().await.update(batch.changed.values());
             let mut external = self.by_external_id.write().await;
-            for (id, view) in changed {
+            for (id, view) in batch.changed {
                 if let Some(external_id) = &view.external_id {
                     external.insert(external_id.clone(), id);
                 }
                 views.insert(id, view);
             }
             let mut reference = self.reference.write().await;
-            for entity in changed_reference {
+            for entity in batch.changed_reference {
                 reference.insert(entity);
             }
         }
-        self.checkpoint.send_replace(new_checkpoint);
-        for (ticket_id, event) in decoded {
+        self.checkpoint.send_replace(checkpoint);
+        for (ticket_id, event) in batch.decoded {
+            if event.checkpoint() <= published {
+                continue;
+            }
             // A send error only means that no subscriber is connected.
             let _ = self.applied.send(AppliedEvent { event: Arc::new(event), ticket_id });
         }
-        Ok(events.len())
     }
+
+    /// Writes what memory holds beyond the stored checkpoint: after taking the lease, the
+    /// tables may lag behind the memory this server folded while another server wrote them.
+    async fn flush(&self) -> Result<(), ProjectionError> {
+        let stored = load_checkpoint(self.store.pool()).await?;
+        let memory = self.checkpoint();
+        if stored >= memory {
+            return Ok(());
+        }
+        let mut touched = HashSet::new();
+        let mut after = stored;
+        'read: loop {
+            let events = self.store.read_log(after, BATCH_SIZE).await?;
+            if events.is_empty() {
+                break;
+            }
+            for event in &events {
+                if event.checkpoint() > memory {
+                    break 'read;
+                }
+                if let Some(ticket_id) = ticket_stream_id(event) {
+                    touched.insert(ticket_id);
+                }
+                after = event.checkpoint();
+            }
+        }
+        let changed: BTreeMap<Uuid, TicketView> = {
+            let views = self.views.read().await;
+            touched
+                .into_iter()
+                .filter_map(|id| views.get(&id).map(|view| (id, view.clone())))
+                .collect()
+        };
+        let reference: Vec<ReferenceEntity> = self.reference.read().await.entities().collect();
+        tracing::info!(from = ?stored, to = ?memory, views = changed.len(), "writing views folded before the lease was taken");
+        if let CommitOutcome::GenerationChanged =
+            commit_batch(&self.store, &changed, &reference, memory, self.generation()).await?
+        {
+            self.reload().await?;
+        }
+        Ok(())
+    }
+
+    /// Replaces memory with the stored tables after a rebuild. Events this process has already
+    /// applied are folded into the loaded state again without being published twice, so the
+    /// checkpoint never moves backwards; events the tables hold beyond memory are published.
+    async fn reload(&self) -> Result<(), ProjectionError> {
+        let mut loaded = load_state(self.store.pool()).await?;
+        let memory = self.checkpoint();
+        let mut position = loaded.checkpoint;
+        let mut republished = FoldedBatch::default();
+        while position < memory {
+            let events: Vec<StoredEvent> = self
+                .store
+                .read_log(position, BATCH_SIZE)
+                .await?
+                .into_iter()
+                .take_while(|event| event.checkpoint() <= memory)
+                .collect();
+            let Some(last) = events.last() else {
+                break;
+            };
+            position = last.checkpoint();
+            let batch = fold_batch(&loaded.views, &loaded.reference, &events)?;
+            for (id, view) in batch.changed {
+                loaded.views.insert(id, view);
+            }
+            for entity in batch.changed_reference {
+                loaded.reference.insert(entity);
+            }
+        }
+        // Events the rebuilt tables hold beyond memory reached nobody here yet.
+        if loaded.checkpoint > memory {
+            let mut after = memory;
+            while after < loaded.checkpoint {
+                let events = self.store.read_log(after, BATCH_SIZE).await?;
+                let Some(last) = events.last() else { break };
+                after = last.checkpoint();
+                for event in events {
+                    if event.checkpoint() > loaded.checkpoint {
+                        break;
+                    }
+                    if let Some(ticket_id) = ticket_stream_id(&event) {
+                        republished.decoded.push((ticket_id, event));
+                    }
+                }
+            }
+        }
+        let checkpoint = position.max(loaded.checkpoint);
+        let stats = StatsIndex::from_views(loaded.views.values());
+        {
+            let mut views = self.views.write().await;
+            *self.stats.write().await = stats;
+            let mut external = self.by_external_id.write().await;
+            let mut reference = self.reference.write().await;
+            *external = external_ids(&loaded.views);
+            *views = loaded.views;
+            *reference = loaded.reference;
+        }
+        self.generation.store(loaded.generation, Ordering::SeqCst);
+        tracing::info!(generation = loaded.generation, ?checkpoint, "read models reloaded after a rebuild");
+        self.publish(republished, checkpoint, memory).await;
+        Ok(())
+    }
+}
+
+/// The projection lease on PostgreSQL: a session advisory lock held on a connection of its own.
+/// Dropping the connection, or the process dying, releases it.
+#[derive(Default)]
+struct Lease {
+    connection: Option<PgConnection>,
+}
+
+impl Lease {
+    /// Checks a held lease or tries to take a free one; returns whether it is held now.
+    async fn refresh(&mut self, store: &Store) -> bool {
+        if let Some(connection) = self.connection.as_mut() {
+            if sqlx::query("SELECT 1").execute(&mut *connection).await.is_ok() {
+                return true;
+            }
+            tracing::warn!("the session holding the projection lease is gone");
+            self.connection = None;
+        }
+        let opencity_store::StoreConfig::Postgres { url } = store.config() else {
+            return true;
+        };
+        let mut connection = match PgConnection::connect(url).await {
+            Ok(connection) => connection,
+            Err(error) => {
+                tracing::debug!(%error, "cannot connect to take the projection lease");
+                return false;
+            }
+        };
+        let taken: Result<bool, sqlx::Error> = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(LEASE_KEY)
+            .fetch_one(&mut connection)
+            .await;
+        match taken {
+            Ok(true) => {
+                self.connection = Some(connection);
+                true
+            }
+            Ok(false) => false,
+            Err(error) => {
+                tracing::debug!(%error, "taking the projection lease failed");
+                false
+            }
+        }
+    }
+}
+
+/// Folds `events` on top of `views` and `reference` without changing them.
+fn fold_batch(
+    views: &BTreeMap<Uuid, TicketView>,
+    reference: &ReferenceIndex,
+    events: &[StoredEvent],
+) -> Result<FoldedBatch, ProjectionError> {
+    let mut changed: BTreeMap<Uuid, TicketView> = BTreeMap::new();
+    let mut decoded = Vec::with_capacity(events.len());
+    let mut changed_reference: BTreeMap<(&'static str, String), ReferenceEntity> = BTreeMap::new();
+    for stored in events {
+        let Some(ticket_id) = ticket_stream_id(stored) else {
+            continue;
+        };
+        let event = stored.ticket_event().map_err(|source| ProjectionError::UnreadableEvent {
+            position: stored.position,
+            source,
+        })?;
+
+        if let Some(entity) = ReferenceEntity::from_event(&event) {
+            if !reference.contains(&entity) {
+                let (kind, id) = entity.key();
+                changed_reference.insert((kind, id.to_string()), entity);
+            }
+        }
+
+        if let Some(view) = changed.get_mut(&ticket_id) {
+            view.apply(&event, stored.position);
+        } else if let Some(view) = views.get(&ticket_id) {
+            let mut view = view.clone();
+            view.apply(&event, stored.position);
+            changed.insert(ticket_id, view);
+        } else if let TicketEvent::TicketRegistered(registered) = &event {
+            changed.insert(ticket_id, TicketView::new(registered, stored.position));
+        } else {
+            tracing::warn!(%ticket_id, position = stored.position, "event of an unregistered ticket skipped");
+        }
+        decoded.push((ticket_id, stored.clone()));
+    }
+    Ok(FoldedBatch {
+        changed,
+        changed_reference: changed_reference.into_values().collect(),
+        decoded,
+    })
+}
+
+/// Folds `events` into `views` and `reference` in place, for a rebuild from scratch.
+pub(crate) fn fold_into_maps(
+    views: &mut BTreeMap<Uuid, TicketView>,
+    reference: &mut ReferenceIndex,
+    events: &[StoredEvent],
+) -> Result<(), ProjectionError> {
+    let batch = fold_batch(views, reference, events)?;
+    views.extend(batch.changed);
+    for entity in batch.changed_reference {
+        reference.insert(entity);
+    }
+    Ok(())
+}
+
+fn external_ids(views: &BTreeMap<Uuid, TicketView>) -> HashMap<String, Uuid> {
+    views
+        .values()
+        .filter_map(|view| view.external_id.clone().map(|external| (external, view.id)))
+        .collect()
+}
+
+/// The stored state of the read model.
+struct LoadedState {
+    views: BTreeMap<Uuid, TicketView>,
+    by_external_id: HashMap<String, Uuid>,
+    reference: ReferenceIndex,
+    checkpoint: LogCheckpoint,
+    generation: i64,
+}
+
+async fn load_state(pool: &DbPool) -> Result<LoadedState, ProjectionError> {
+    let generation = load_generation(pool).await?;
+    let checkpoint = load_checkpoint(pool).await?;
+    let views = load_views(pool).await?;
+    let mut reference = ReferenceIndex::default();
+    for entity in load_reference(pool).await? {
+        reference.insert(entity);
+    }
+    Ok(LoadedState {
+        by_external_id: external_ids(&views),
+        views,
+        reference,
+        checkpoint,
+        generation,
+    })
 }
 
 fn ticket_stream_id(event: &StoredEvent) -> Option<Uuid> {
@@ -222,7 +603,7 @@ fn ticket_stream_id(event: &StoredEvent) -> Option<Uuid> {
 }
 
 async fn create_tables(pool: &DbPool) -> Result<(), sqlx::Error> {
-    const STATEMENTS: [&str; 4] = [
+    const STATEMENTS: [&str; 7] = [
         "CREATE TABLE IF NOT EXISTS projection_checkpoints (
             name TEXT PRIMARY KEY,
             tx BIGINT NOT NULL,
@@ -241,13 +622,28 @@ async fn create_tables(pool: &DbPool) -> Result<(), sqlx::Error> {
             payload TEXT NOT NULL,
             PRIMARY KEY (kind, id)
         )",
+        "CREATE TABLE IF NOT EXISTS read_model_generations (
+            name TEXT PRIMARY KEY,
+            generation BIGINT NOT NULL
+        )",
+        // The rows exist from the start, so that commits can lock them.
+        "INSERT INTO projection_checkpoints (name, tx, position) VALUES ('ticket_views', 0, 0)
+            ON CONFLICT (name) DO NOTHING",
+        "INSERT INTO read_model_generations (name, generation) VALUES ('ticket_views', 1)
+            ON CONFLICT (name) DO NOTHING",
     ];
-    for statement in STATEMENTS {
-        match pool {
-            DbPool::Postgres(pool) => {
-                sqlx::query(statement).execute(pool).await?;
+    match pool {
+        DbPool::Postgres(pool) => {
+            // Servers starting at the same moment would race on CREATE TABLE IF NOT EXISTS.
+            let mut transaction = pool.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(TABLES_KEY).execute(&mut *transaction).await?;
+            for statement in STATEMENTS {
+                sqlx::query(statement).execute(&mut *transaction).await?;
             }
-            DbPool::Sqlite(pool) => {
+            transaction.commit().await?;
+        }
+        DbPool::Sqlite(pool) => {
+            for statement in STATEMENTS {
                 sqlx::query(statement).execute(pool).await?;
             }
         }
@@ -262,6 +658,15 @@ async fn load_checkpoint(pool: &DbPool) -> Result<LogCheckpoint, sqlx::Error> {
         DbPool::Sqlite(pool) => sqlx::query_as(SELECT).bind(TICKET_VIEWS).fetch_optional(pool).await?,
     };
     Ok(row.map(|(tx, position)| LogCheckpoint { tx, position }).unwrap_or_default())
+}
+
+pub(crate) async fn load_generation(pool: &DbPool) -> Result<i64, sqlx::Error> {
+    const SELECT: &str = "SELECT generation FROM read_model_generations WHERE name = $1";
+    let row: Option<i64> = match pool {
+        DbPool::Postgres(pool) => sqlx::query_scalar(SELECT).bind(TICKET_VIEWS).fetch_optional(pool).await?,
+        DbPool::Sqlite(pool) => sqlx::query_scalar(SELECT).bind(TICKET_VIEWS).fetch_optional(pool).await?,
+    };
+    Ok(row.unwrap_or(1))
 }
 
 async fn load_views(pool: &DbPool) -> Result<BTreeMap<Uuid, TicketView>, ProjectionError> {
@@ -304,15 +709,19 @@ const UPSERT_CHECKPOINT: &str = "INSERT INTO projection_checkpoints (name, tx, p
     VALUES ($1, $2, $3)
     ON CONFLICT (name) DO UPDATE SET tx = excluded.tx, position = excluded.position";
 
-/// Writes the changed views and the checkpoint in one transaction. On SQLite the store's write
-/// transaction takes the write lock first, so it waits for command appends instead of failing
-/// with SQLITE_BUSY.
+/// Writes the changed views and the checkpoint in one transaction, unless the stored
+/// checkpoint is already at or past `checkpoint` or the tables are no longer of `generation`.
+/// On SQLite the store's write transaction takes the write lock first, so it waits for command
+/// appends instead of failing with SQLITE_BUSY. On PostgreSQL the checkpoint row is locked, so
+/// two writers take turns, and a table swap (which takes [`TABLES_KEY`] exclusively) waits for
+/// the commit or the commit for the swap.
 async fn commit_batch(
     store: &Store,
     changed: &BTreeMap<Uuid, TicketView>,
     changed_reference: &[ReferenceEntity],
     checkpoint: LogCheckpoint,
-) -> Result<(), ProjectionError> {
+    generation: i64,
+) -> Result<CommitOutcome, ProjectionError> {
     let mut reference_rows = Vec::with_capacity(changed_reference.len());
     for entity in changed_reference {
         let (kind, id) = entity.key();
@@ -327,8 +736,24 @@ async fn commit_batch(
         rows.push((id.to_string(), view.external_id.clone(), view.last_position, payload));
     }
 
+    const SELECT_GENERATION: &str = "SELECT generation FROM read_model_generations WHERE name = $1";
     macro_rules! write_all {
-        ($tx:expr) => {{
+        ($tx:expr, $select_checkpoint:expr) => {{
+            let stored_generation: Option<i64> = sqlx::query_scalar(SELECT_GENERATION)
+                .bind(TICKET_VIEWS)
+                .fetch_optional(&mut *$tx)
+                .await?;
+            if stored_generation.unwrap_or(1) != generation {
+                return Ok(CommitOutcome::GenerationChanged);
+            }
+            let stored: Option<(i64, i64)> = sqlx::query_as($select_checkpoint)
+                .bind(TICKET_VIEWS)
+                .fetch_optional(&mut *$tx)
+                .await?;
+            let stored = stored.map(|(tx, position)| LogCheckpoint { tx, position }).unwrap_or_default();
+            if stored >= checkpoint {
+                return Ok(CommitOutcome::AlreadyStored);
+            }
             for (id, external_id, last_position, payload) in &rows {
                 sqlx::query(UPSERT_VIEW)
                     .bind(id)
@@ -351,9 +776,14 @@ async fn commit_batch(
     }
     let mut transaction = store.begin_write().await?;
     match &mut transaction {
-        WriteTransaction::Postgres(tx) => write_all!(*tx),
-        WriteTransaction::Sqlite(write) => write_all!(write.transaction),
+        WriteTransaction::Postgres(tx) => {
+            sqlx::query("SELECT pg_advisory_xact_lock_shared($1)").bind(TABLES_KEY).execute(&mut **tx).await?;
+            write_all!(*tx, "SELECT tx, position FROM projection_checkpoints WHERE name = $1 FOR UPDATE")
+        }
+        WriteTransaction::Sqlite(write) => {
+            write_all!(write.transaction, "SELECT tx, position FROM projection_checkpoints WHERE name = $1")
+        }
     }
     transaction.commit().await?;
-    Ok(())
+    Ok(CommitOutcome::Written)
 }

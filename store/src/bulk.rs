@@ -84,6 +84,7 @@ impl Store {
 
         if !new_events.is_empty() {
             self.persist(&new_events).await?;
+            self.notify_appended();
         }
 
         let event_keys: Vec<(String, i64)> = decided

@@ -185,9 +185,13 @@ impl Store {
                     .commit(new_events.collect(), context, metadata.to_map())
                     .await
                 {
-                    Ok(_) => {}
+                    Ok(_) => self.notify_appended(),
                     Err(AggregateError::AggregateConflict) => {
                         tracing::debug!(attempt, "stream changed concurrently; retrying");
+                        // A random pause spreads the retries of writers that collided, so that
+                        // a burst on one ticket is not decided one winner per round.
+                        let jitter = Uuid::new_v4().as_u128() % (5 * u128::from(attempt));
+                        tokio::time::sleep(std::time::Duration::from_millis(jitter as u64)).await;
                         continue;
                     }
                     Err(error) => return Err(error.into()),
@@ -225,7 +229,9 @@ impl Store {
                 store.commit(events, context, metadata.to_map()).await
             }
         };
-        let last_sequence = committed?
+        let committed = committed?;
+        self.notify_appended();
+        let last_sequence = committed
             .last()
             .map_or(expected_sequence, |envelope| envelope.sequence);
         let reported_sequence = (last_sequence > 0).then_some(last_sequence);

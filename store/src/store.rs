@@ -8,7 +8,9 @@ use cqrs_es::persist::PersistedEventStore;
 use opencity_domain::ticket::TICKET_STREAM_TYPE;
 use opencity_domain::Ticket;
 use postgres_es::PostgresEventRepository;
+use sqlx::postgres::PgListener;
 use sqlx::PgPool;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::config::{BackendKind, DbPool, StoreConfig};
@@ -24,6 +26,9 @@ pub struct Store {
     pub(crate) backend: Arc<Backend>,
     pool: DbPool,
     config: Arc<StoreConfig>,
+    /// Woken after every append of this process; other processes' appends arrive through
+    /// [`listen_appends`](Store::listen_appends) on PostgreSQL.
+    appended: Arc<Notify>,
 }
 
 /// The cqrs-es event store and repository of each backend. The repository is kept beside the
@@ -82,6 +87,7 @@ impl Store {
                 let repository = PostgresEventRepository::new(pool.clone());
                 Store {
                     config: Arc::new(config.clone()),
+                    appended: Arc::new(Notify::new()),
                     pool: DbPool::Postgres(pool.clone()),
                     backend: Arc::new(Backend::Postgres {
                         pool,
@@ -96,6 +102,7 @@ impl Store {
                 let events = PersistedEventStore::new_event_store(repository.clone());
                 Store {
                     config: Arc::new(config.clone()),
+                    appended: Arc::new(Notify::new()),
                     pool: DbPool::Sqlite(database.pool.clone()),
                     backend: Arc::new(Backend::Sqlite {
                         database,
@@ -107,6 +114,31 @@ impl Store {
         };
         tracing::info!(backend = store.backend().as_str(), "event store opened");
         Ok(store)
+    }
+
+    /// Returns the signal this process's appends wake: create a `notified()` future before
+    /// reading the log, then await it when the read found nothing new.
+    pub fn local_appends(&self) -> Arc<Notify> {
+        self.appended.clone()
+    }
+
+    /// Wakes the readers of this process after an append committed.
+    pub(crate) fn notify_appended(&self) {
+        self.appended.notify_waiters();
+    }
+
+    /// Listens for appends committed by any process on the same PostgreSQL database (the
+    /// insert trigger sends `NOTIFY` on commit). `None` on SQLite, where one process owns the
+    /// file and [`local_appends`](Store::local_appends) is enough.
+    pub async fn listen_appends(&self) -> Result<Option<PgListener>, StoreError> {
+        match self.backend.as_ref() {
+            Backend::Postgres { pool, .. } => {
+                let mut listener = PgListener::connect_with(pool).await?;
+                listener.listen(postgres::APPEND_CHANNEL).await?;
+                Ok(Some(listener))
+            }
+            Backend::Sqlite { .. } => Ok(None),
+        }
     }
 
     /// Returns the kind of database that stores the log.
@@ -212,6 +244,36 @@ impl Store {
             Backend::Postgres { pool, .. } => postgres::last_position(pool).await,
             Backend::Sqlite { database, .. } => sqlite::last_position(&database.pool).await,
         }
+    }
+
+    /// Returns the log checkpoint of the event at global `position`, or `None` when no
+    /// committed event has that position (not written yet, still in flight, or a gap left by
+    /// a rolled-back transaction). A reader whose checkpoint is at or past it has seen the event
+    /// and, on PostgreSQL, every event that committed before it.
+    pub async fn checkpoint_of_position(
+        &self,
+        position: i64,
+    ) -> Result<Option<LogCheckpoint>, StoreError> {
+        let row: Option<(i64, i64)> = match self.backend.as_ref() {
+            Backend::Postgres { pool, .. } => {
+                sqlx::query_as(
+                    "SELECT tx_id::text::bigint, global_position FROM events
+                      WHERE global_position = $1",
+                )
+                .bind(position)
+                .fetch_optional(pool)
+                .await?
+            }
+            Backend::Sqlite { database, .. } => {
+                sqlx::query_as(
+                    "SELECT 0, global_position FROM events WHERE global_position = ?",
+                )
+                .bind(position)
+                .fetch_optional(&database.pool)
+                .await?
+            }
+        };
+        Ok(row.map(|(tx, position)| LogCheckpoint { tx, position }))
     }
 
     /// Returns the number of stored events of all streams.

@@ -1,5 +1,6 @@
 //! The GraphQL API: schema, queries, mutations and subscriptions.
 
+mod consistency;
 mod inputs;
 pub mod localize;
 mod mutation;
@@ -14,7 +15,7 @@ use opencity_domain::TicketServices;
 use opencity_projections::runner::ReadModel;
 use opencity_store::Store;
 
-pub use mutation::MutationRoot;
+pub use mutation::{HeaderIdempotencyKey, MutationRoot, MAX_IDEMPOTENCY_KEY_BYTES};
 pub use query::QueryRoot;
 pub use subscription::SubscriptionRoot;
 

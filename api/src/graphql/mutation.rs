@@ -22,9 +22,10 @@ pub struct CommandResult {
     pub ticket_id: ID,
     /// Глобальная позиция последнего события заявки в журнале.
     pub position: i64,
-    /// Сколько событий добавлено этой командой.
+    /// Сколько событий добавила команда (при повторе с тем же ключом — первая отправка).
     pub appended: i32,
-    /// true, если команда с этим ключом идемпотентности уже была выполнена и ничего не добавлено.
+    /// true, если команда с этим ключом идемпотентности уже была выполнена: ничего не добавлено,
+    /// остальные поля повторяют первый ответ.
     pub replayed: bool,
 }
 
@@ -35,7 +36,8 @@ impl MutationRoot {
     /// Зарегистрировать заявку. Сроки рассчитываются по справочнику SLA в момент регистрации.
     async fn register_ticket(&self, ctx: &Context<'_>, input: RegisterTicketInput) -> Result<CommandResult> {
         let state = ctx.data::<ApiState>()?;
-        let ticket_id = match input.idempotency_key.as_deref().or(input.external_id.as_deref()) {
+        let idempotency_key = effective_idempotency_key(ctx, input.idempotency_key)?;
+        let ticket_id = match idempotency_key.as_deref().or(input.external_id.as_deref()) {
             Some(key) => ticket_id_for_key(key),
             None => Uuid::new_v4(),
         };
@@ -57,7 +59,7 @@ impl MutationRoot {
             resolution_deadline_override: None,
             at: Utc::now(),
         });
-        run(ctx, ticket_id, command, input.idempotency_key).await
+        run(ctx, ticket_id, command, idempotency_key).await
     }
 
     /// Сменить категорию заявки; сроки пересчитываются от времени регистрации.
@@ -177,7 +179,50 @@ pub(crate) fn parse_named_id(field: &str, id: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(id.trim()).map_err(|_| ApiError::invalid_id(field, id))
 }
 
-/// Executes one command and maps its outcome or error for the client.
+/// Maximum length of an idempotency key, in bytes.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 200;
+
+/// The idempotency key of the request's `Idempotency-Key` HTTP header, which the HTTP handler
+/// puts into the request data after checking that the request has exactly one mutation.
+#[derive(Clone, Debug)]
+pub struct HeaderIdempotencyKey(pub String);
+
+/// Returns the key of a mutation: the `idempotencyKey` argument or the `Idempotency-Key`
+/// header. Blank keys count as absent; both forms at once must agree.
+fn effective_idempotency_key(ctx: &Context<'_>, argument: Option<String>) -> Result<Option<String>, ApiError> {
+    let argument = argument.map(|key| key.trim().to_string()).filter(|key| !key.is_empty());
+    if let Some(key) = &argument {
+        check_idempotency_key("idempotencyKey", key)?;
+    }
+    let header = ctx.data_opt::<HeaderIdempotencyKey>().map(|header| header.0.clone());
+    match (argument, header) {
+        (Some(argument), Some(header)) if argument != header => Err(ApiError::new(
+            "IDEMPOTENCY_KEY_MISMATCH",
+            format!(
+                "Ключ идемпотентности в поле «idempotencyKey» («{argument}») не совпадает с заголовком \
+                 Idempotency-Key («{header}»). Укажите ключ в одном месте или одинаковый в обоих."
+            ),
+        )),
+        (argument, header) => Ok(argument.or(header)),
+    }
+}
+
+/// Checks the length of an idempotency key given in `field`.
+pub(crate) fn check_idempotency_key(field: &str, key: &str) -> Result<(), ApiError> {
+    if key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
+        return Err(ApiError::new(
+            "IDEMPOTENCY_KEY_INVALID",
+            format!(
+                "{field}: ключ идемпотентности длиннее {MAX_IDEMPOTENCY_KEY_BYTES} байт. \
+                 Используйте короткий ключ, например UUID запроса."
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Executes one command and maps its outcome or error for the client. The result of a
+/// replayed command equals the first result apart from `replayed`.
 async fn run(
     ctx: &Context<'_>,
     ticket_id: Uuid,
@@ -186,8 +231,9 @@ async fn run(
 ) -> Result<CommandResult> {
     let state = ctx.data::<ApiState>()?;
     let command_name = command.name();
+    let idempotency_key = effective_idempotency_key(ctx, idempotency_key)?;
     let metadata = CommandMetadata {
-        idempotency_key: idempotency_key.filter(|key| !key.trim().is_empty()),
+        idempotency_key,
         channel: Some("graphql".to_string()),
         ..CommandMetadata::default()
     };
@@ -203,7 +249,7 @@ async fn run(
     Ok(CommandResult {
         ticket_id: ID(outcome.ticket_id.to_string()),
         position: outcome.last_position,
-        appended: if outcome.replayed { 0 } else { outcome.appended as i32 },
+        appended: i32::try_from(outcome.appended).unwrap_or(i32::MAX),
         replayed: outcome.replayed,
     })
 }

@@ -7,6 +7,7 @@ use opencity_domain::sla::SlaCatalogue;
 use opencity_projections::reference::ReferenceIndex;
 use opencity_projections::{Dimension, StatsFilter, TicketView};
 
+use super::consistency::wait_for_position;
 use super::mutation::parse_named_id;
 use super::types::*;
 use super::{ApiState, MAX_PAGE_SIZE};
@@ -137,8 +138,18 @@ pub struct QueryRoot;
 #[Object(name = "Query")]
 impl QueryRoot {
     /// Заявка по идентификатору или по номеру во внешней системе (укажите одно из двух).
-    async fn ticket(&self, ctx: &Context<'_>, id: Option<ID>, external_id: Option<String>) -> Result<TicketGql> {
+    async fn ticket(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<ID>,
+        external_id: Option<String>,
+        #[graphql(desc = "Ждать, пока проекции учтут эту позицию журнала (поле position ответа мутации).")]
+        after_position: Option<i64>,
+        #[graphql(desc = "Сколько ждать afterPosition, мс: по умолчанию 5000, не больше 30000.")]
+        wait_timeout_ms: Option<i32>,
+    ) -> Result<TicketGql> {
         let state = ctx.data::<ApiState>()?;
+        wait_for_position(state, after_position, wait_timeout_ms).await?;
         let ticket_id = match (&id, &external_id) {
             (Some(id), _) => parse_named_id("id", id)?,
             (None, Some(external)) => state
@@ -165,8 +176,13 @@ impl QueryRoot {
         filter: Option<TicketFilterInput>,
         #[graphql(default = 20)] first: i32,
         after: Option<String>,
+        #[graphql(desc = "Ждать, пока проекции учтут эту позицию журнала (поле position ответа мутации).")]
+        after_position: Option<i64>,
+        #[graphql(desc = "Сколько ждать afterPosition, мс: по умолчанию 5000, не больше 30000.")]
+        wait_timeout_ms: Option<i32>,
     ) -> Result<TicketConnection> {
         let state = ctx.data::<ApiState>()?;
+        wait_for_position(state, after_position, wait_timeout_ms).await?;
         if !(1..=MAX_PAGE_SIZE).contains(&first) {
             return Err(ApiError::new(
                 "INVALID_PAGE_SIZE",
@@ -212,13 +228,18 @@ impl QueryRoot {
         group_by: Vec<DimensionGql>,
         filter: Option<TicketFilterInput>,
         time_zone: Option<String>,
+        #[graphql(desc = "Ждать, пока проекции учтут эту позицию журнала (поле position ответа мутации).")]
+        after_position: Option<i64>,
+        #[graphql(desc = "Сколько ждать afterPosition, мс: по умолчанию 5000, не больше 30000.")]
+        wait_timeout_ms: Option<i32>,
     ) -> Result<Vec<SlaStatsRowGql>> {
         let state = ctx.data::<ApiState>()?;
+        wait_for_position(state, after_position, wait_timeout_ms).await?;
         let time_zone = parse_time_zone(time_zone.as_deref())?;
         let filter = filter.unwrap_or_default().to_stats_filter()?;
         let dimensions: Vec<Dimension> = group_by.into_iter().map(Into::into).collect();
-        let views = state.read_model.views().await;
-        let rows = opencity_projections::sla_stats(views.values(), &dimensions, &filter, time_zone);
+        // The index guard is released before the reference lock is taken.
+        let rows = state.read_model.stats().await.sla_stats(&dimensions, &filter, time_zone);
         let reference = state.read_model.reference().await;
         Ok(rows.into_iter().map(|row| sla_row(row, &reference, &state.services.sla)).collect())
     }
@@ -230,16 +251,29 @@ impl QueryRoot {
         group_by: Option<Vec<DimensionGql>>,
         as_of: Option<DateTime<Utc>>,
         time_zone: Option<String>,
+        #[graphql(desc = "Ждать, пока проекции учтут эту позицию журнала (поле position ответа мутации).")]
+        after_position: Option<i64>,
+        #[graphql(desc = "Сколько ждать afterPosition, мс: по умолчанию 5000, не больше 30000.")]
+        wait_timeout_ms: Option<i32>,
     ) -> Result<Vec<OverdueRowGql>> {
         let state = ctx.data::<ApiState>()?;
+        wait_for_position(state, after_position, wait_timeout_ms).await?;
         let time_zone = parse_time_zone(time_zone.as_deref())?;
         let group_by = group_by.unwrap_or_default();
         Ok(compute_overdue(state, &group_by, as_of.unwrap_or_else(Utc::now), time_zone).await)
     }
 
     /// Рейтинги подрядчиков.
-    async fn contractor_ratings(&self, ctx: &Context<'_>) -> Result<Vec<ContractorRatingGql>> {
+    async fn contractor_ratings(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Ждать, пока проекции учтут эту позицию журнала (поле position ответа мутации).")]
+        after_position: Option<i64>,
+        #[graphql(desc = "Сколько ждать afterPosition, мс: по умолчанию 5000, не больше 30000.")]
+        wait_timeout_ms: Option<i32>,
+    ) -> Result<Vec<ContractorRatingGql>> {
         let state = ctx.data::<ApiState>()?;
+        wait_for_position(state, after_position, wait_timeout_ms).await?;
         let views = state.read_model.views().await;
         let ratings = opencity_projections::contractor_ratings(views.values());
         Ok(ratings
@@ -316,13 +350,12 @@ impl QueryRoot {
     }
 }
 
-/// Computes overdue counters from the in-memory views.
+/// Computes overdue counters from the statistics index of the read model.
 pub async fn compute_overdue(state: &ApiState, group_by: &[DimensionGql], as_of: DateTime<Utc>, time_zone: Tz) -> Vec<OverdueRowGql> {
     let dimensions: Vec<Dimension> = group_by.iter().copied().map(Into::into).collect();
-    let views = state.read_model.views().await;
+    let rows = state.read_model.stats().await.overdue_counters(&dimensions, &StatsFilter::default(), as_of, time_zone);
     let reference = state.read_model.reference().await;
-    opencity_projections::overdue_counters(views.values(), &dimensions, as_of, time_zone)
-        .into_iter()
+    rows.into_iter()
         .map(|row| OverdueRowGql {
             group: group_keys(&row.key, &reference, &state.services.sla),
             open: row.open as i64,

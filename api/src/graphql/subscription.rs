@@ -9,6 +9,7 @@ use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::{BroadcastStream, IntervalStream};
 
+use super::consistency::wait_for_position;
 use super::query::{compute_overdue, DimensionGql};
 use super::types::{EventRecord, OverdueRowGql};
 use super::ApiState;
@@ -34,18 +35,25 @@ pub struct SubscriptionRoot;
 
 #[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
-    /// События заявок по мере их учёта проекциями.
+    /// События заявок по мере их учёта проекциями. С `afterPosition` поток начинается, когда
+    /// проекции учли эту позицию; события, учтённые за время ожидания, тоже приходят.
     async fn ticket_events(
         &self,
         ctx: &Context<'_>,
         filter: Option<TicketEventFilter>,
+        #[graphql(desc = "Начать после того, как проекции учтут эту позицию журнала (поле position ответа мутации).")]
+        after_position: Option<i64>,
+        #[graphql(desc = "Сколько ждать afterPosition, мс: по умолчанию 5000, не больше 30000.")]
+        wait_timeout_ms: Option<i32>,
     ) -> Result<impl Stream<Item = EventRecord>> {
         let state = ctx.data::<ApiState>()?.clone();
         let filter = filter.unwrap_or_default();
         if let Some(id) = &filter.ticket_id {
             super::mutation::parse_named_id("filter.ticketId", id)?;
         }
+        // Subscribe before waiting, so that no event applied meanwhile is missed.
         let receiver = state.read_model.subscribe();
+        wait_for_position(&state, after_position, wait_timeout_ms).await?;
         let stream = BroadcastStream::new(receiver).filter_map(move |item| {
             let state = state.clone();
             let filter = filter.clone();
@@ -73,8 +81,13 @@ impl SubscriptionRoot {
         ctx: &Context<'_>,
         group_by: Option<Vec<DimensionGql>>,
         time_zone: Option<String>,
+        #[graphql(desc = "Начать после того, как проекции учтут эту позицию журнала (поле position ответа мутации).")]
+        after_position: Option<i64>,
+        #[graphql(desc = "Сколько ждать afterPosition, мс: по умолчанию 5000, не больше 30000.")]
+        wait_timeout_ms: Option<i32>,
     ) -> Result<impl Stream<Item = Vec<OverdueRowGql>>> {
         let state = ctx.data::<ApiState>()?.clone();
+        wait_for_position(&state, after_position, wait_timeout_ms).await?;
         let group_by = group_by.unwrap_or_default();
         let time_zone = super::query::parse_time_zone(time_zone.as_deref())?;
 

@@ -1,7 +1,7 @@
 //! [`TicketView`]: the read model of one ticket and the rules that fold its events into it.
 
 use chrono::{DateTime, Utc};
-use opencity_domain::ticket::{AnomalyKind, TicketEvent, TicketRegistered};
+use opencity_domain::ticket::{AnomalyKind, DeadlineKind, TicketEvent, TicketRegistered};
 use opencity_domain::values::{CancelReason, Channel, CloseReason, Deadlines, Priority};
 use opencity_domain::TicketStatus;
 use serde::{Deserialize, Serialize};
@@ -63,6 +63,9 @@ pub struct TicketView {
     pub status_before_suspension: Option<TicketStatus>,
     /// Data anomaly kinds flagged on the ticket, sorted, each once (`closed_before_created`).
     pub flagged: Vec<String>,
+    /// Deadlines the deadline watcher recorded as passed, so that it does not record them again.
+    #[serde(default)]
+    pub passed_deadlines: Vec<(DeadlineKind, DateTime<Utc>)>,
     /// The latest business time among the events applied so far.
     pub last_event_at: DateTime<Utc>,
     /// The global log position of the last applied event.
@@ -109,6 +112,7 @@ impl TicketView {
             suspended_seconds: 0,
             status_before_suspension: None,
             flagged: Vec::new(),
+            passed_deadlines: Vec::new(),
             last_event_at: event.occurred_at,
             last_position: position,
             event_count: 1,
@@ -202,8 +206,9 @@ impl TicketView {
                 self.resolved_at = Some(e.resolved_at);
                 self.status = TicketStatus::Closed;
             }
-            // The view computes overdue state from deadlines, so it needs no watcher record.
-            TicketEvent::DeadlinePassed(_) => {}
+            // Overdue state comes from the deadlines; the record only tells the watcher that
+            // this deadline is done.
+            TicketEvent::DeadlinePassed(e) => self.passed_deadlines.push((e.kind, e.deadline)),
             TicketEvent::DataAnomalyFlagged(e) => {
                 let kind = e.kind.as_str().to_string();
                 if let Err(index) = self.flagged.binary_search(&kind) {

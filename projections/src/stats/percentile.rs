@@ -16,12 +16,37 @@ pub fn percentile(values: &[f64], p: f64) -> Option<f64> {
 
 /// Computes [`percentile`] of values already sorted ascending.
 pub(crate) fn percentile_of_sorted(sorted: &[f64], p: f64) -> Option<f64> {
-    let last = sorted.len().checked_sub(1)?;
-    let rank = last as f64 * p.clamp(0.0, 1.0);
-    let lower = rank.floor() as usize;
-    let upper = (lower + 1).min(last);
-    let fraction = rank - lower as f64;
-    Some(sorted[lower] + fraction * (sorted[upper] - sorted[lower]))
+    let ranks = QuantileRanks::new(sorted.len(), p)?;
+    Some(ranks.interpolate(sorted[ranks.lower], sorted[ranks.upper]))
+}
+
+/// The two ranks (0-based, in ascending order) that the `p`-th quantile of `len` values lies
+/// between, and how far it lies from the lower one. Both [`percentile_of_sorted`] and the
+/// selection in the stats index use it, so they give bit-identical results.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct QuantileRanks {
+    pub lower: usize,
+    pub upper: usize,
+    pub fraction: f64,
+}
+
+impl QuantileRanks {
+    /// Returns the ranks of the `p`-th quantile, or `None` when `len` is zero.
+    pub(crate) fn new(len: usize, p: f64) -> Option<QuantileRanks> {
+        let last = len.checked_sub(1)?;
+        let rank = last as f64 * p.clamp(0.0, 1.0);
+        let lower = rank.floor() as usize;
+        Some(QuantileRanks {
+            lower,
+            upper: (lower + 1).min(last),
+            fraction: rank - lower as f64,
+        })
+    }
+
+    /// Interpolates between the values at the lower and the upper rank.
+    pub(crate) fn interpolate(self, lower_value: f64, upper_value: f64) -> f64 {
+        lower_value + self.fraction * (upper_value - lower_value)
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Slices of the statistics: the dimensions rows are grouped by, and the filter that selects
 //! tickets.
 
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use chrono_tz::Tz;
 use opencity_domain::values::{Channel, Priority};
 use serde::{Deserialize, Serialize};
@@ -112,21 +112,25 @@ fn dimension_value(
 /// Returns the label of the period that contains `at` in time zone `tz`. A dimension that is
 /// not a period gets the day's label.
 pub fn period_label(at: DateTime<Utc>, period: Dimension, tz: Tz) -> String {
-    let local = at.with_timezone(&tz);
+    period_label_of_date(at.with_timezone(&tz).date_naive(), period)
+}
+
+/// Returns the label of the period that contains the local calendar date `date`.
+pub(crate) fn period_label_of_date(date: NaiveDate, period: Dimension) -> String {
     match period {
         Dimension::Week => {
-            let week = local.iso_week();
+            let week = date.iso_week();
             format!("{:04}-W{:02}", week.year(), week.week())
         }
-        Dimension::Month => local.format("%Y-%m").to_string(),
-        _ => local.format("%Y-%m-%d").to_string(),
+        Dimension::Month => date.format("%Y-%m").to_string(),
+        _ => date.format("%Y-%m-%d").to_string(),
     }
 }
 
 /// Selects the tickets statistics are computed over. A ticket passes when every set field
 /// matches it, and an unset field matches any ticket. Organization, contractor, category and priority are matched against the
 /// same state the group keys use.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct StatsFilter {
     pub organization_id: Option<String>,
     pub contractor_id: Option<String>,
