@@ -120,7 +120,8 @@ async fn duplicate_submit_creates_one_ticket() {
     assert_eq!(first["data"]["registerTicket"]["ticketId"], second["data"]["registerTicket"]["ticketId"]);
     assert_eq!(first["data"]["registerTicket"]["position"], second["data"]["registerTicket"]["position"]);
     assert_eq!(second["data"]["registerTicket"]["replayed"], true);
-    assert_eq!(second["data"]["registerTicket"]["appended"], 0);
+    assert_eq!(second["data"]["registerTicket"]["appended"], first["data"]["registerTicket"]["appended"]);
+    assert_eq!(first["data"]["registerTicket"]["replayed"], false);
 }
 
 #[tokio::test]
