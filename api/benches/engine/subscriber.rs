@@ -1,0 +1,129 @@
+//! A `graphql-transport-ws` client for `ticketEvents`, and the standalone mode that keeps
+//! subscribers connected during the load test.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How long the handshake and the first acknowledgement may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Read buffer of a client socket, in bytes. tungstenite zero-fills its whole read buffer on every
+/// read attempt. With its default of 128 KiB the clients, which share the cores with the server,
+/// would spend much of their time in memset, although the messages are far smaller.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+
+/// Connects to `url`, completes `connection_init`, and subscribes with `query`.
+pub async fn subscribe(url: &str, query: &str) -> anyhow::Result<Socket> {
+    let mut request = url.into_client_request()?;
+    request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
+    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
+    let connect = tokio_tungstenite::connect_async_with_config(request, Some(config), false);
+    let (mut socket, _) = tokio::time::timeout(HANDSHAKE_TIMEOUT, connect).await??;
+
+    socket.send(Message::text(json!({ "type": "connection_init" }).to_string())).await?;
+    let ack = tokio::time::timeout(HANDSHAKE_TIMEOUT, next_json(&mut socket))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the server closed the socket before connection_ack"))??;
+    anyhow::ensure!(ack["type"] == "connection_ack", "expected connection_ack, received {ack}");
+
+    let subscribe = json!({ "id": "1", "type": "subscribe", "payload": { "query": query } });
+    socket.send(Message::text(subscribe.to_string())).await?;
+    Ok(socket)
+}
+
+/// Returns the next JSON text message, `None` when the socket closes. tungstenite replies to
+/// WebSocket pings itself.
+pub async fn next_json(socket: &mut Socket) -> Option<anyhow::Result<Value>> {
+    loop {
+        match socket.next().await? {
+            Ok(Message::Text(text)) => return Some(serde_json::from_str(&text).map_err(Into::into)),
+            Ok(Message::Close(_)) => return None,
+            Ok(_) => continue,
+            Err(error) => return Some(Err(error.into())),
+        }
+    }
+}
+
+/// Returns the `ticketEvents` record of a `next` message, or an error for `error` messages and
+/// GraphQL errors.
+pub fn ticket_event(message: &Value) -> anyhow::Result<Option<&Value>> {
+    match message["type"].as_str() {
+        Some("next") if message["payload"]["errors"].is_null() => Ok(Some(&message["payload"]["data"]["ticketEvents"])),
+        Some("next") | Some("error") => anyhow::bail!("subscription error: {message}"),
+        Some("complete") => anyhow::bail!("the server completed the subscription: {message}"),
+        _ => Ok(None),
+    }
+}
+
+/// Counts of one standalone subscriber.
+#[derive(Default)]
+struct Tally {
+    received: u64,
+    errors: u64,
+    closed: bool,
+}
+
+/// `subscribers URL COUNT SECONDS`: keeps COUNT subscriptions open for SECONDS and prints what
+/// they received. Fails when a subscriber saw an error or a closed socket.
+pub async fn run_standalone(args: &[String]) -> anyhow::Result<()> {
+    let [url, count, seconds] = args else {
+        anyhow::bail!("usage: engine subscribers WS_URL COUNT SECONDS");
+    };
+    let count: usize = count.parse().map_err(|_| anyhow::anyhow!("COUNT={count:?} is not a number"))?;
+    let seconds: u64 = seconds.parse().map_err(|_| anyhow::anyhow!("SECONDS={seconds:?} is not a number"))?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+
+    let mut tasks = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut socket = subscribe(url, "subscription { ticketEvents { position eventType recordedAt } }").await?;
+        tasks.push(tokio::spawn(async move {
+            let mut tally = Tally::default();
+            loop {
+                let message = match tokio::time::timeout_at(deadline, next_json(&mut socket)).await {
+                    Err(_) => break,
+                    Ok(None) => {
+                        tally.closed = true;
+                        break;
+                    }
+                    Ok(Some(message)) => message,
+                };
+                match message.and_then(|message| ticket_event(&message).map(|event| event.is_some())) {
+                    Ok(true) => tally.received += 1,
+                    Ok(false) => {}
+                    Err(error) => {
+                        tally.errors += 1;
+                        eprintln!("subscriber: {error}");
+                    }
+                }
+            }
+            let _ = socket.close(None).await;
+            tally
+        }));
+    }
+
+    let mut received = Vec::with_capacity(count);
+    let (mut errors, mut closed) = (0, 0);
+    for task in tasks {
+        let tally = task.await?;
+        received.push(tally.received);
+        errors += tally.errors;
+        closed += usize::from(tally.closed);
+    }
+    println!(
+        "subscribers={count} received_total={} received_min={} received_max={} errors={errors} closed_early={closed}",
+        received.iter().sum::<u64>(),
+        received.iter().min().copied().unwrap_or(0),
+        received.iter().max().copied().unwrap_or(0),
+    );
+    anyhow::ensure!(errors == 0 && closed == 0, "{errors} subscription errors, {closed} sockets closed early");
+    Ok(())
+}

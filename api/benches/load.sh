@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# A bounded mixed load against a local `opencity serve --demo` (release build, SQLite in a
+# temporary directory): wrk sends the GraphQL queries and mutations of load.lua while a few
+# WebSocket subscribers stay connected, and the server's resident memory is sampled.
+#
+#   api/benches/load.sh
+#
+# Variables: LOAD_SECONDS (60), CONNECTIONS (16), THREADS (2), SUBSCRIBERS (5),
+# RSS_INTERVAL (seconds between memory samples, 5), PORT (default: a free port),
+# DEMO_TICKETS (3000). Exits with 1 when a response was not 2xx, carried GraphQL errors, or a
+# subscriber saw an error; memory is reported, not judged.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$ROOT"
+LOAD_SECONDS="${LOAD_SECONDS:-60}"
+CONNECTIONS="${CONNECTIONS:-16}"
+THREADS="${THREADS:-2}"
+SUBSCRIBERS="${SUBSCRIBERS:-5}"
+RSS_INTERVAL="${RSS_INTERVAL:-5}"
+DEMO_TICKETS="${DEMO_TICKETS:-3000}"
+
+if ! command -v wrk >/dev/null; then
+  echo "wrk is not installed; on Debian: apt-get install -y wrk" >&2
+  exit 2
+fi
+
+cargo build --release -p opencity-api 2>&1 | tail -n 1
+cargo bench -p opencity-api --bench engine --no-run 2>&1 | tail -n 1
+
+WORK="$(mktemp -d)"
+SERVER=""
+SUBSCRIBER_PID=""
+SAMPLER=""
+cleanup() {
+  for pid in "$SAMPLER" "$SUBSCRIBER_PID" "$SERVER"; do
+    if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi
+  done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+PORT="${PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
+BASE="http://127.0.0.1:$PORT"
+echo "# load before the run: $(uptime)"
+target/release/opencity serve --demo --demo-tickets "$DEMO_TICKETS" --data-dir "$WORK/data" \
+  --listen "127.0.0.1:$PORT" >"$WORK/server.log" 2>&1 &
+SERVER=$!
+
+for _ in $(seq 1 600); do
+  if curl -sf "$BASE/healthz" >/dev/null; then break; fi
+  if ! kill -0 "$SERVER" 2>/dev/null; then
+    echo "the server exited:" >&2
+    cat "$WORK/server.log" >&2
+    exit 1
+  fi
+  sleep 0.5
+done
+curl -sf "$BASE/healthz" >/dev/null
+
+curl -sf "$BASE/graphql" -H 'content-type: application/json' \
+  -d '{"query":"{ tickets(first: 500) { edges { node { id } } } }"}' |
+  python3 -c 'import json, sys; [print(edge["node"]["id"]) for edge in json.load(sys.stdin)["data"]["tickets"]["edges"]]' \
+  >"$WORK/ids.txt"
+echo "# server on $BASE with $(wc -l <"$WORK/ids.txt") ticket ids for queries and comments"
+
+cargo bench -p opencity-api --bench engine -- subscribers "ws://127.0.0.1:$PORT/graphql/ws" \
+  "$SUBSCRIBERS" "$((LOAD_SECONDS + 10))" >"$WORK/subscribers.log" 2>&1 &
+SUBSCRIBER_PID=$!
+sleep 3
+
+rss_kib() { ps -o rss= -p "$SERVER" | tr -d ' '; }
+(
+  started=$(date +%s)
+  while kill -0 "$SERVER" 2>/dev/null; do
+    printf '%s\t%s\n' "$(( $(date +%s) - started ))" "$(rss_kib)"
+    sleep "$RSS_INTERVAL"
+  done
+) >"$WORK/rss.tsv" &
+SAMPLER=$!
+
+tickets_before="$(curl -sf "$BASE/graphql" -H 'content-type: application/json' -d '{"query":"{ tickets(first: 1) { totalCount } }"}')"
+IDS_FILE="$WORK/ids.txt" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${LOAD_SECONDS}s" --latency \
+  -s api/benches/load.lua "$BASE/graphql" | tee "$WORK/wrk.txt"
+sleep 2
+tickets_after="$(curl -sf "$BASE/graphql" -H 'content-type: application/json' -d '{"query":"{ tickets(first: 1) { totalCount } }"}')"
+
+subscribers_ok=0
+wait "$SUBSCRIBER_PID" || subscribers_ok=$?
+SUBSCRIBER_PID=""
+kill "$SAMPLER" 2>/dev/null || true
+wait "$SAMPLER" 2>/dev/null || true
+SAMPLER=""
+
+echo "# subscribers: $(tail -n 1 "$WORK/subscribers.log")"
+echo "# tickets before: $tickets_before; after: $tickets_after"
+echo "# server RSS in KiB by second (first, middle, last, max):"
+awk -F'\t' '{ t[NR] = $1; r[NR] = $2; if ($2 > max) max = $2 }
+  END { m = int((NR + 1) / 2); printf "#   %ss %s, %ss %s, %ss %s, max %s (%d samples)\n", t[1], r[1], t[m], r[m], t[NR], r[NR], max, NR }' \
+  "$WORK/rss.tsv"
+echo "# load after the run: $(uptime)"
+
+result_line="$(grep '^checked_responses=' "$WORK/wrk.txt" || true)"
+if [ -z "$result_line" ] || ! grep -q 'non_2xx=0 graphql_errors=0 socket_errors=0' <<<"$result_line" || [ "$subscribers_ok" -ne 0 ]; then
+  echo "FAILED: $result_line; subscriber exit code $subscribers_ok" >&2
+  exit 1
+fi
+echo "OK: $result_line"
