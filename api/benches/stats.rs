@@ -7,8 +7,8 @@
 //!
 //! Steps:
 //! 1. Generates demo-city tickets in chunks of 10,000 (`demo_city` with one seed per chunk and
-//!    renumbered ids), decides their commands with the ticket aggregate, folds the events into
-//!    views and writes the views into the `ticket_views` table, as the projection runner
+//!    renumbered ids) and decides their commands with the ticket aggregate. It folds the events
+//!    into views and writes the views into the `ticket_views` table, as the projection runner
 //!    stores them. The log itself stays empty: replaying eight million events through the
 //!    runner would take hours on this kind of machine and would not change what a query reads.
 //! 2. Opens the read model on that store, which loads the views and builds the statistics index
@@ -305,7 +305,7 @@ async fn insert_views(store: &Store, views: &BTreeMap<Uuid, TicketView>) -> anyh
     Ok(())
 }
 
-/// Checks that the index answers each case as the reference functions do.
+/// Checks that the index returns what the reference functions return for each case.
 async fn check_answers(read_model: &ReadModel, cases: &[Case]) -> anyhow::Result<()> {
     let filter = StatsFilter::default();
     let views = read_model.views().await;

@@ -1,8 +1,8 @@
 //! Results of recent SLA statistics queries, valid until the index next changes, so that
-//! dashboards asking the same question between two projection batches get the stored answer.
+//! dashboards that repeat a query between two projection batches get the stored result.
 //!
 //! Overdue counters are not cached: live counters ask at the current time, which never repeats,
-//! and would only push other answers out.
+//! and would only push other results out.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -11,7 +11,7 @@ use chrono_tz::Tz;
 use crate::stats::sla::SlaStatsRow;
 use crate::stats::slices::{Dimension, StatsFilter};
 
-/// How many results the index keeps unless told otherwise.
+/// How many results the index keeps by default.
 pub(super) const DEFAULT_CAPACITY: usize = 64;
 
 /// The arguments of an SLA statistics query: the cache key.
@@ -24,7 +24,7 @@ pub(super) struct Question {
 
 type Answer = Vec<SlaStatsRow>;
 
-/// Answers by question, dropped oldest first beyond the capacity.
+/// Results by question, dropped oldest first beyond the capacity.
 #[derive(Debug)]
 pub(super) struct ResultCache {
     capacity: usize,
@@ -58,13 +58,13 @@ impl ResultCache {
         self.answers.insert(question, answer);
     }
 
-    /// Forgets every answer; called whenever the index changes.
+    /// Drops every result. The index calls it whenever it changes.
     pub fn clear(&mut self) {
         self.answers.clear();
         self.order.clear();
     }
 
-    /// Sets how many answers to keep; 0 turns the cache off.
+    /// Sets how many results to keep. Capacity 0 turns the cache off.
     pub fn set_capacity(&mut self, capacity: usize) {
         self.capacity = capacity;
         while self.order.len() > capacity {

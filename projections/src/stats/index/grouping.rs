@@ -75,8 +75,8 @@ impl RowFilter {
     /// Compiles `filter`, or returns `None` when it names a value that no ticket ever had, so
     /// that no ticket can pass.
     pub fn compile(filter: &StatsFilter, names: &Names) -> Option<RowFilter> {
-        fn lookup(wanted: &Option<String>, interner: &super::names::Interner) -> Option<Option<u32>> {
-            match wanted {
+        fn lookup(expected: &Option<String>, interner: &super::names::Interner) -> Option<Option<u32>> {
+            match expected {
                 None => Some(None),
                 Some(name) => interner.id(name).map(Some),
             }
@@ -111,8 +111,8 @@ impl RowFilter {
     /// semantics of `StatsFilter::matches`.
     #[inline]
     pub fn matches(&self, columns: &Columns, row: usize, attributes: &impl Attributes) -> bool {
-        fn passes<T: PartialEq>(wanted: Option<T>, actual: impl FnOnce() -> T) -> bool {
-            wanted.is_none_or(|wanted| wanted == actual())
+        fn passes<T: PartialEq>(expected: Option<T>, actual: impl FnOnce() -> T) -> bool {
+            expected.is_none_or(|expected| expected == actual())
         }
         // An id filter never matches id 0: a filter names a value, and 0 is "none".
         passes(self.organization, || attributes.organization())
@@ -130,7 +130,7 @@ impl RowFilter {
 /// Group tables up to this many cells are arrays indexed by the key; larger ones are hashed.
 const DENSE_CELLS: u64 = 1 << 16;
 
-/// How one dimension's values map to a part of the packed key: `(value - min) * stride`.
+/// The mapping of one dimension's values to a part of the packed key: `(value - min) * stride`.
 #[derive(Clone, Copy, Debug)]
 struct Radix {
     dimension: Dimension,
@@ -139,7 +139,7 @@ struct Radix {
     stride: u64,
 }
 
-/// Where packed keys find their group numbers.
+/// The lookup from packed keys to group numbers.
 #[derive(Debug)]
 enum Table {
     /// Group number plus one by packed key, 0 for none yet.
@@ -153,8 +153,8 @@ enum Table {
 ///
 /// A key is the tuple of the row's values of the grouped dimensions: interned ids, indexes of
 /// `Priority::ALL` and `Channel::ALL`, and period numbers. Keys within the value ranges of the
-/// index are packed into one integer in mixed radix; any other key (a ticket kept as a whole
-/// view may lie outside) goes to a map by the whole tuple.
+/// index are packed into one integer in mixed radix. Any other key goes to a map by the whole
+/// tuple, because a ticket kept as a whole view may lie outside those ranges.
 #[derive(Debug)]
 pub(super) struct Grouper<'a> {
     radixes: Vec<Radix>,
@@ -380,7 +380,7 @@ impl Hasher for KeyHasher {
 
 /// Returns the key tuple of a ticket kept as a whole view, in its state `state`, with the
 /// values [`Grouper::group_of_row`] would give a compact row. Names of such views are interned
-/// when they enter the index; a name that is missing anyway gets -1, which no id equals.
+/// when they enter the index, and a name that is missing anyway gets -1, which no id equals.
 pub(super) fn key_of_view(
     view: &crate::fold::TicketView,
     state: &crate::fold::TicketState,

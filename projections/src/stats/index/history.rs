@@ -67,6 +67,12 @@ impl History {
         self.unused = 0;
     }
 
+    /// Releases the spare capacity that growing the arena left, after a bulk load.
+    pub fn shrink_to_fit(&mut self) {
+        self.entries.shrink_to_fit();
+        self.spans.shrink_to_fit();
+    }
+
     /// Estimates the heap memory used, in bytes.
     pub fn heap_bytes(&self) -> usize {
         self.entries.capacity() * std::mem::size_of::<OverdueState>()

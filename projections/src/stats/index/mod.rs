@@ -5,7 +5,7 @@
 //! the facts SLA statistics count, and its compact timeline for overdue counters as of any
 //! time. The results equal those of [`crate::stats::sla_stats`] and
 //! [`crate::stats::overdue_counters_filtered`] over the same views, to the last bit of every
-//! median and share; the property tests in `tests.rs` compare the two.
+//! median and share. The property tests in `tests.rs` compare the two.
 //!
 //! # Layout
 //! - `row`: the compact facts of one ticket, derived from a view through its own methods.
@@ -13,7 +13,7 @@
 //! - `periods`: local registration days per time zone and period labels.
 //! - `grouping`: compiled filters and the group-number assignment.
 //! - `select`: exact quantiles by histogram selection.
-//! - `sla`, `overdue`: the two queries; `cache`: answers kept between changes.
+//! - `sla`, `overdue`: the two queries. `cache`: results kept between changes.
 
 mod cache;
 mod columns;
@@ -84,12 +84,13 @@ impl StatsIndex {
     pub fn from_views<'a>(views: impl IntoIterator<Item = &'a TicketView>) -> StatsIndex {
         let mut index = StatsIndex::default();
         index.update(views);
+        index.history.shrink_to_fit();
         index.day_column(DEFAULT_TIME_ZONE);
         index
     }
 
-    /// Replaces the rows of the given views (adding rows for new tickets) and forgets cached
-    /// answers.
+    /// Replaces the rows of the given views (adding rows for new tickets) and drops cached
+    /// results.
     pub fn update<'a>(&mut self, views: impl IntoIterator<Item = &'a TicketView>) {
         let periods = lock(&mut self.periods);
         for view in views {
@@ -124,8 +125,8 @@ impl StatsIndex {
     }
 
     /// Computes SLA statistics, equal to [`crate::stats::sla_stats`] over the indexed views.
-    /// An answer is kept until the next [`StatsIndex::update`], so a repeated question is
-    /// answered from memory.
+    /// A result is kept until the next [`StatsIndex::update`], so a repeated query is
+    /// served from memory.
     pub fn sla_stats(&self, group_by: &[Dimension], filter: &StatsFilter, tz: Tz) -> Vec<SlaStatsRow> {
         let question = Question {
             group_by: group_by.to_vec(),
@@ -152,8 +153,8 @@ impl StatsIndex {
         overdue::compute(self, group_by, filter, as_of, tz)
     }
 
-    /// Sets how many SLA statistics answers to keep between updates (64 by default); 0 turns
-    /// the cache off, as benchmarks of the computation need.
+    /// Sets how many SLA statistics results to keep between updates (64 by default).
+    /// Capacity 0 turns the cache off, as benchmarks of the computation need.
     pub fn set_cache_capacity(&self, capacity: usize) {
         lock_shared(&self.cache).set_capacity(capacity);
     }
@@ -190,9 +191,8 @@ impl StatsIndex {
     }
 }
 
-/// Locks a mutex of the index. A panic in another holder cannot leave the cache or the day
-/// columns half-written in a way that matters: the cache is cleared on every update and a day
-/// column is rebuilt whole.
+/// Locks a mutex of the index, ignoring poisoning as the read model's tokio locks do. A day
+/// column is added whole or not at all, and the cache is cleared on every update.
 fn lock_shared<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -14,8 +14,8 @@ use crate::stats::slices::{Dimension, StatsFilter};
 /// Counts open and overdue tickets at `as_of` with the semantics of
 /// [`crate::stats::overdue_counters_filtered`].
 ///
-/// A row whose tail started at or before `as_of` is in its tail state, read from the columns;
-/// only rows that changed after `as_of` look up their history. When every tail started by
+/// A row whose tail started at or before `as_of` is in its tail state, read from the columns.
+/// Only rows that changed after `as_of` look up their history. When every tail started by
 /// `as_of`, as for live counters, only the rows with open tails are visited.
 pub(super) fn compute(
     index: &StatsIndex,

@@ -1,5 +1,5 @@
 //! Registration periods in a caller's time zone. Each row's local registration date is
-//! computed once per time zone and cached as a day number; period keys and labels derive from
+//! computed once per time zone and cached as a day number. Period keys and labels derive from
 //! it with integer arithmetic.
 
 use std::sync::Arc;

@@ -73,7 +73,7 @@ pub(super) fn duration_from_key(key: i64) -> f64 {
     f64::from_bits((key ^ ((((key >> 63) as u64) >> 1) as i64)) as u64)
 }
 
-/// What SLA statistics count of a ticket, from [`TicketView`]'s own methods.
+/// The facts of a ticket that SLA statistics count, from [`TicketView`]'s own methods.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct SlaFacts {
     pub flags: u16,

@@ -1,5 +1,5 @@
 //! Exact quantiles of duration keys without a full sort: a histogram over the high bits finds
-//! the buckets that hold the wanted ranks, and only those buckets are searched.
+//! the buckets that hold the needed ranks, and only those buckets are searched.
 
 use super::row::duration_from_key;
 use crate::stats::percentile::QuantileRanks;
@@ -9,20 +9,20 @@ const SORT_UP_TO: usize = 4096;
 /// At most this many bits of a key's offset pick its histogram bucket.
 const MAX_BUCKET_BITS: u32 = 16;
 
-/// Returns the `ps` quantiles of the durations whose keys are `keys` (reordering `keys`), each
-/// equal to `percentile` over the durations themselves; `None` for each when `keys` is empty.
+/// Returns the `ps` quantiles of the durations whose keys are `keys`, reordering `keys`. Each
+/// equals `percentile` over the durations themselves, and each is `None` when `keys` is empty.
 pub(super) fn quantiles<const N: usize>(keys: &mut [i64], ps: [f64; N]) -> [Option<f64>; N] {
     let ranks = ps.map(|p| QuantileRanks::new(keys.len(), p));
-    let mut wanted: Vec<usize> = ranks
+    let mut needed: Vec<usize> = ranks
         .iter()
         .flatten()
         .flat_map(|ranks| [ranks.lower, ranks.upper])
         .collect();
-    wanted.sort_unstable();
-    wanted.dedup();
-    let values = order_statistics(keys, &wanted);
+    needed.sort_unstable();
+    needed.dedup();
+    let values = order_statistics(keys, &needed);
     let value_at = |rank: usize| {
-        let index = wanted.partition_point(|wanted| *wanted < rank);
+        let index = needed.partition_point(|needed| *needed < rank);
         duration_from_key(values[index])
     };
     ranks.map(|ranks| ranks.map(|ranks| ranks.interpolate(value_at(ranks.lower), value_at(ranks.upper))))
@@ -55,8 +55,8 @@ pub(super) fn order_statistics(keys: &mut [i64], ranks: &[usize]) -> Vec<i64> {
     // Buckets in index order are in key order.
     let low = unsigned(min);
     let range = unsigned(max) - low;
-    let wanted_bits = (usize::BITS - keys.len().leading_zeros()).saturating_sub(3).clamp(8, MAX_BUCKET_BITS);
-    let shift = (u64::BITS - range.leading_zeros()).saturating_sub(wanted_bits);
+    let bucket_bits = (usize::BITS - keys.len().leading_zeros()).saturating_sub(3).clamp(8, MAX_BUCKET_BITS);
+    let shift = (u64::BITS - range.leading_zeros()).saturating_sub(bucket_bits);
     let bucket = |key: i64| ((unsigned(key) - low) >> shift) as usize;
     let mut counts = vec![0u32; (range >> shift) as usize + 1];
     for key in keys.iter() {

@@ -35,7 +35,7 @@ struct Totals {
     resolves: u64,
 }
 
-/// Which durations of a row count: bit 0 the acceptance, bit 1 the resolution.
+/// The durations of a row that count: bit 0 the acceptance, bit 1 the resolution.
 type Counted = u64;
 
 impl Totals {
@@ -245,7 +245,7 @@ pub(super) fn compute(index: &StatsIndex, group_by: &[Dimension], filter: &Stats
     scan.into_rows(accepts, resolves)
 }
 
-/// One pass into slot 1 (or slot 0 for rows left out), compacting the duration keys.
+/// Scans in one pass into slot 1 (or slot 0 for rows left out), compacting the duration keys.
 fn scan_ungrouped(scan: &mut Scan<'_>) -> (Segments, Segments) {
     let index = scan.index;
     let columns = &index.columns;
@@ -272,7 +272,7 @@ fn scan_ungrouped(scan: &mut Scan<'_>) -> (Segments, Segments) {
     )
 }
 
-/// Two passes: slots and counters, then the duration keys scattered by slot.
+/// Scans in two passes: slots and counters, then the duration keys scattered by slot.
 fn scan_grouped(scan: &mut Scan<'_>) -> (Segments, Segments) {
     let index = scan.index;
     let columns = &index.columns;

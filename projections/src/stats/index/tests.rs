@@ -350,7 +350,7 @@ proptest! {
                     let expected = sla_stats(views.values(), &group_by, filter, tz);
                     prop_assert_eq!(&incremental.sla_stats(&group_by, filter, tz), &expected, "{:?} {:?} {}", group_by, filter, tz);
                     prop_assert_eq!(&rebuilt.sla_stats(&group_by, filter, tz), &expected);
-                    // The second answer comes from the cache.
+                    // The second result comes from the cache.
                     prop_assert_eq!(&incremental.sla_stats(&group_by, filter, tz), &expected);
                 }
             }
