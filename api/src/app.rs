@@ -53,9 +53,9 @@ pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 
 /// Read buffer of a subscription socket, in bytes. tungstenite zero-fills its whole read buffer
 /// on every read attempt, and a subscription socket is polled for reading each time it sends an
-/// event, so axum's default of 128 KiB cost a 128 KiB memset per subscriber and event: a third
-/// of the server's CPU time with 1,000 subscribers. Clients send only small control messages;
-/// a larger one still arrives, over several reads.
+/// event. With axum's default of 128 KiB that was a 128 KiB memset per subscriber and event,
+/// measured at a third of the server's CPU time with 1,000 subscribers. Clients send only small
+/// control messages, and a larger one still arrives over several reads.
 const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
 
 /// Upgrades `/graphql/ws` to a GraphQL WebSocket (`graphql-transport-ws` or `graphql-ws`).

@@ -26,8 +26,8 @@ const ROUND_LIMIT: usize = 500;
 /// The actor written into the metadata of the events the watcher records.
 pub const WATCHER_ACTOR: &str = "deadline-watcher";
 
-/// Returns the deadlines of `view` that have passed by `now` and are not recorded yet, by the
-/// rules the aggregate applies: the response deadline until the ticket is accepted, the
+/// Returns the deadlines of `view` that have passed by `now` and are not recorded yet. The rules
+/// are the aggregate's: the response deadline counts until the ticket is accepted, and the
 /// resolution deadline while the work is not reported, confirmed, suspended or finished.
 pub fn due_deadlines(view: &TicketView, now: DateTime<Utc>) -> Vec<(DeadlineKind, DateTime<Utc>)> {
     use TicketStatus as S;

@@ -1,5 +1,5 @@
-//! `opencity projections rebuild` beside a running server: the server answers throughout, the
-//! new tables replace a damaged one, and the server reloads them.
+//! `opencity projections rebuild` beside a running server: queries keep succeeding, the new
+//! tables replace a damaged one, and the server reloads them.
 
 mod common;
 
@@ -41,7 +41,7 @@ async fn rebuild_beside_a_server(config: StoreConfig, store_args: Vec<String>) {
     let before = server.graphql(STATS, serde_json::json!({})).await;
     assert!(before["errors"].is_null(), "{before}");
 
-    // Damage the stored tables: a view goes missing. The server still answers from memory.
+    // Damage the stored tables: a view goes missing. The server still serves it from memory.
     let store = Store::open(&config).await.expect("store");
     let deleted = execute(store.pool(), "DELETE FROM ticket_views WHERE id IN (SELECT id FROM ticket_views ORDER BY id LIMIT 3)").await;
     assert_eq!(deleted, 3);
@@ -99,7 +99,7 @@ async fn rebuild_beside_a_server(config: StoreConfig, store_args: Vec<String>) {
     assert_eq!(failed.load(Ordering::SeqCst), 0, "queries failed during the rebuild");
     assert!(answered.load(Ordering::SeqCst) > 0);
 
-    // The rebuilt tables are whole again, and the server answers as before.
+    // The rebuilt tables are whole again, and the statistics are unchanged.
     assert_tables_match_fold(&store).await;
     let after = server.graphql(STATS, serde_json::json!({})).await;
     assert_eq!(after, before);

@@ -3,8 +3,8 @@
 //!
 //! On SQLite positions commit in order, so the read model has passed position `p` once its
 //! checkpoint position reaches `p`. On PostgreSQL positions commit out of order and the log is
-//! read in `(tx, position)` order, so the wait looks up the checkpoint of the event at `p` and
-//! waits until the read model's checkpoint reaches it; that also covers every event that
+//! read in `(tx, position)` order. So the wait looks up the checkpoint of the event at `p` and
+//! waits until the read model's checkpoint reaches it, which also covers every event that
 //! committed before it.
 
 use std::time::Duration;

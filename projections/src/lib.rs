@@ -14,7 +14,7 @@
 //! - [`rebuild`](mod@rebuild): new read-model tables from the whole log, swapped in without downtime.
 //! - [`stats`]: slices ([`Dimension`], [`StatsFilter`]), [`sla_stats`], [`overdue_counters`] and
 //!   [`contractor_ratings`] (the formula is described in `docs/ratings.md`), and [`StatsIndex`],
-//!   the compact form that answers the first two fast.
+//!   the compact form that computes the first two fast.
 
 pub mod consistency;
 pub mod fold;

@@ -1,16 +1,16 @@
-//! Rebuilding the read models without downtime: the whole log is folded into new tables while
-//! the live ones keep serving, then one short transaction catches up with the events written
-//! meanwhile, swaps the new tables in and bumps the generation, so that every running server
-//! reloads its memory from them.
+//! Rebuilding the read models without downtime. The whole log is folded into new tables while
+//! the live ones keep serving. Then one short transaction catches up with the events written
+//! meanwhile, swaps the new tables in and bumps the generation, so every running server reloads
+//! its memory from them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use opencity_store::{DbPool, LogCheckpoint, Store, StoredEvent, WriteTransaction};
 use uuid::Uuid;
 
 use crate::fold::TicketView;
 use crate::reference::{ReferenceEntity, ReferenceIndex};
-use crate::runner::{fold_into_maps, ProjectionError, TABLES_KEY, TICKET_VIEWS};
+use crate::runner::{fold_into_maps, ProjectionError, TableRows, TABLES_KEY, TICKET_VIEWS};
 
 /// Events read from the log at once.
 const READ_BATCH: usize = 5_000;
@@ -89,8 +89,9 @@ pub async fn rebuild(
     let rows: Vec<&TicketView> = views.values().collect();
     let mut written = 0u64;
     for chunk in rows.chunks(WRITE_BATCH) {
+        let table_rows = TableRows::new(chunk.iter().copied(), &[])?;
         let mut transaction = store.begin_write().await?;
-        write_views(&mut transaction, "ticket_views_next", chunk).await?;
+        table_rows.write(&mut transaction, "ticket_views_next", "reference_entities_next").await?;
         transaction.commit().await?;
         written += chunk.len() as u64;
         progress(RebuildProgress::Writing { done: written, total: view_total });
@@ -105,23 +106,22 @@ pub async fn rebuild(
     // Events committed since the fold; on PostgreSQL the lock above does not stop appends,
     // so whatever commits after this read is applied by the servers after the swap.
     let mut caught_up = 0u64;
-    let mut touched: BTreeMap<Uuid, ()> = BTreeMap::new();
+    let mut touched: BTreeSet<Uuid> = BTreeSet::new();
     loop {
         let events: Vec<StoredEvent> = store.read_log(checkpoint, READ_BATCH).await?;
         let Some(last) = events.last() else { break };
         checkpoint = last.checkpoint();
         for event in &events {
             if let Ok(id) = Uuid::parse_str(&event.stream_id) {
-                touched.insert(id, ());
+                touched.insert(id);
             }
         }
         fold_into_maps(&mut views, &mut reference, &events)?;
         caught_up += events.len() as u64;
     }
-    let late: Vec<&TicketView> = touched.keys().filter_map(|id| views.get(id)).collect();
-    write_views(&mut transaction, "ticket_views_next", &late).await?;
     let entities: Vec<ReferenceEntity> = reference.entities().collect();
-    write_reference(&mut transaction, "reference_entities_next", &entities).await?;
+    let late = TableRows::new(touched.iter().filter_map(|id| views.get(id)), &entities)?;
+    late.write(&mut transaction, "ticket_views_next", "reference_entities_next").await?;
 
     let generation = swap_tables(&mut transaction, checkpoint).await?;
     transaction.commit().await?;
@@ -173,78 +173,6 @@ async fn swap_tables(
         WriteTransaction::Sqlite(write) => swap!(write.transaction),
     };
     Ok(generation)
-}
-
-async fn write_views(
-    transaction: &mut WriteTransaction,
-    table: &str,
-    views: &[&TicketView],
-) -> Result<(), ProjectionError> {
-    let statement = format!(
-        "INSERT INTO {table} (id, external_id, last_position, payload) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (id) DO UPDATE SET external_id = excluded.external_id,
-             last_position = excluded.last_position, payload = excluded.payload"
-    );
-    for view in views {
-        let payload = serde_json::to_string(view).map_err(|source| ProjectionError::CorruptView {
-            ticket_id: view.id.to_string(),
-            source,
-        })?;
-        let id = view.id.to_string();
-        match transaction {
-            WriteTransaction::Postgres(tx) => {
-                sqlx::query(&statement)
-                    .bind(&id)
-                    .bind(&view.external_id)
-                    .bind(view.last_position)
-                    .bind(&payload)
-                    .execute(&mut **tx)
-                    .await?;
-            }
-            WriteTransaction::Sqlite(write) => {
-                sqlx::query(&statement)
-                    .bind(&id)
-                    .bind(&view.external_id)
-                    .bind(view.last_position)
-                    .bind(&payload)
-                    .execute(&mut *write.transaction)
-                    .await?;
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn write_reference(
-    transaction: &mut WriteTransaction,
-    table: &str,
-    entities: &[ReferenceEntity],
-) -> Result<(), ProjectionError> {
-    let statement = format!(
-        "INSERT INTO {table} (kind, id, payload) VALUES ($1, $2, $3)
-         ON CONFLICT (kind, id) DO UPDATE SET payload = excluded.payload"
-    );
-    for entity in entities {
-        let (kind, id) = entity.key();
-        let payload = serde_json::to_string(entity).map_err(|source| ProjectionError::CorruptView {
-            ticket_id: id.to_string(),
-            source,
-        })?;
-        match transaction {
-            WriteTransaction::Postgres(tx) => {
-                sqlx::query(&statement).bind(kind).bind(id).bind(&payload).execute(&mut **tx).await?;
-            }
-            WriteTransaction::Sqlite(write) => {
-                sqlx::query(&statement)
-                    .bind(kind)
-                    .bind(id)
-                    .bind(&payload)
-                    .execute(&mut *write.transaction)
-                    .await?;
-            }
-        }
-    }
-    Ok(())
 }
 
 async fn execute(pool: &DbPool, statement: &str) -> Result<(), sqlx::Error> {

@@ -6,10 +6,11 @@
 //! Several servers may share one PostgreSQL database. Each folds the log into its own memory,
 //! so queries and subscriptions on every server see every event, but only the holder of the
 //! projection lease (a session advisory lock) writes the tables. When the holder dies, its
-//! session ends, the lock is free, and another server takes it within [`LEASE_RETRY`]. A commit
-//! never moves the stored checkpoint backwards: it locks the checkpoint row and skips a batch
-//! the tables already contain, so a second writer for a moment (a lease lost while a batch was
-//! in flight, or an importer catching up beside a server) is harmless.
+//! session ends, the lock is free, and another server takes it within [`LEASE_RETRY`].
+//!
+//! A commit never moves the stored checkpoint backwards: it locks the checkpoint row and skips
+//! a batch the tables already contain. So a brief second writer is harmless, such as a server
+//! whose lease was lost while a batch was in flight, or an importer catching up beside a server.
 //!
 //! `opencity projections rebuild` replaces the tables and bumps their generation. A runner
 //! notices the new generation and reloads its memory from the new tables without moving its
@@ -84,11 +85,11 @@ pub struct ReadModel {
     flush_pending: AtomicBool,
     /// Generation of the tables the memory was loaded from.
     generation: AtomicI64,
-    /// One batch at a time, whoever drives the runner.
+    /// Serializes batches between the run loop, `catch_up` and reloads.
     stepping: Mutex<()>,
 }
 
-/// What a commit found in the database.
+/// The result of a commit attempt.
 enum CommitOutcome {
     Written,
     /// The stored checkpoint is already at or past the batch: nothing was written.
@@ -361,6 +362,8 @@ impl ReadModel {
         if stored >= memory {
             return Ok(());
         }
+
+        // The tickets of the events between the stored checkpoint and memory.
         let mut touched = HashSet::new();
         let mut after = stored;
         'read: loop {
@@ -378,6 +381,7 @@ impl ReadModel {
                 after = event.checkpoint();
             }
         }
+
         let changed: BTreeMap<Uuid, TicketView> = {
             let views = self.views.read().await;
             touched
@@ -397,12 +401,13 @@ impl ReadModel {
 
     /// Replaces memory with the stored tables after a rebuild. Events this process has already
     /// applied are folded into the loaded state again without being published twice, so the
-    /// checkpoint never moves backwards; events the tables hold beyond memory are published.
+    /// checkpoint never moves backwards. Events the tables contain beyond memory are published.
     async fn reload(&self) -> Result<(), ProjectionError> {
         let mut loaded = load_state(self.store.pool()).await?;
         let memory = self.checkpoint();
+
+        // Events this process already applied: folded again, not published again.
         let mut position = loaded.checkpoint;
-        let mut republished = FoldedBatch::default();
         while position < memory {
             let events: Vec<StoredEvent> = self
                 .store
@@ -415,15 +420,11 @@ impl ReadModel {
                 break;
             };
             position = last.checkpoint();
-            let batch = fold_batch(&loaded.views, &loaded.reference, &events)?;
-            for (id, view) in batch.changed {
-                loaded.views.insert(id, view);
-            }
-            for entity in batch.changed_reference {
-                loaded.reference.insert(entity);
-            }
+            fold_into_maps(&mut loaded.views, &mut loaded.reference, &events)?;
         }
-        // Events the rebuilt tables hold beyond memory reached nobody here yet.
+
+        // Events the rebuilt tables contain beyond memory were not published by this process yet.
+        let mut republished = FoldedBatch::default();
         if loaded.checkpoint > memory {
             let mut after = memory;
             while after < loaded.checkpoint {
@@ -440,6 +441,7 @@ impl ReadModel {
                 }
             }
         }
+
         let checkpoint = position.max(loaded.checkpoint);
         let stats = StatsIndex::from_views(loaded.views.values());
         {
@@ -459,47 +461,54 @@ impl ReadModel {
 }
 
 /// The projection lease on PostgreSQL: a session advisory lock held on a connection of its own.
-/// Dropping the connection, or the process dying, releases it.
+/// Dropping the connection, or the process dying, releases it. A server without the lease keeps
+/// its connection between attempts.
 #[derive(Default)]
 struct Lease {
     connection: Option<PgConnection>,
+    held: bool,
 }
 
 impl Lease {
     /// Checks a held lease or tries to take a free one; returns whether it is held now.
     async fn refresh(&mut self, store: &Store) -> bool {
-        if let Some(connection) = self.connection.as_mut() {
-            if sqlx::query("SELECT 1").execute(&mut *connection).await.is_ok() {
-                return true;
-            }
-            tracing::warn!("the session holding the projection lease is gone");
-            self.connection = None;
-        }
         let opencity_store::StoreConfig::Postgres { url } = store.config() else {
             return true;
         };
-        let mut connection = match PgConnection::connect(url).await {
-            Ok(connection) => connection,
-            Err(error) => {
-                tracing::debug!(%error, "cannot connect to take the projection lease");
-                return false;
-            }
-        };
-        let taken: Result<bool, sqlx::Error> = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(LEASE_KEY)
-            .fetch_one(&mut connection)
-            .await;
-        match taken {
-            Ok(true) => {
-                self.connection = Some(connection);
-                true
-            }
-            Ok(false) => false,
-            Err(error) => {
-                tracing::debug!(%error, "taking the projection lease failed");
-                false
+        if self.connection.is_none() {
+            match PgConnection::connect(url).await {
+                Ok(connection) => self.connection = Some(connection),
+                Err(error) => {
+                    tracing::debug!(%error, "connecting for the projection lease failed");
+                    self.held = false;
+                    return false;
+                }
             }
         }
+        let Some(connection) = self.connection.as_mut() else {
+            return false;
+        };
+        let result = if self.held {
+            sqlx::query("SELECT 1").execute(&mut *connection).await.map(|_| true)
+        } else {
+            sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(LEASE_KEY)
+                .fetch_one(&mut *connection)
+                .await
+        };
+        match result {
+            Ok(held) => self.held = held,
+            Err(error) => {
+                if self.held {
+                    tracing::warn!(%error, "the session holding the projection lease is gone");
+                } else {
+                    tracing::debug!(%error, "taking the projection lease failed");
+                }
+                self.connection = None;
+                self.held = false;
+            }
+        }
+        self.held
     }
 }
 
@@ -697,17 +706,78 @@ async fn load_reference(pool: &DbPool) -> Result<Vec<ReferenceEntity>, Projectio
         .collect()
 }
 
-const UPSERT_REFERENCE: &str = "INSERT INTO reference_entities (kind, id, payload) VALUES ($1, $2, $3)
-    ON CONFLICT (kind, id) DO UPDATE SET payload = excluded.payload";
-
-const UPSERT_VIEW: &str = "INSERT INTO ticket_views (id, external_id, last_position, payload)
-    VALUES ($1, $2, $3, $4)
-    ON CONFLICT (id) DO UPDATE SET external_id = excluded.external_id,
-        last_position = excluded.last_position, payload = excluded.payload";
-
 const UPSERT_CHECKPOINT: &str = "INSERT INTO projection_checkpoints (name, tx, position)
     VALUES ($1, $2, $3)
     ON CONFLICT (name) DO UPDATE SET tx = excluded.tx, position = excluded.position";
+
+/// Views and reference entities serialized for their tables, so that the JSON is built
+/// before a write transaction takes its lock.
+#[derive(Default)]
+pub(crate) struct TableRows {
+    views: Vec<(String, Option<String>, i64, String)>,
+    reference: Vec<(&'static str, String, String)>,
+}
+
+impl TableRows {
+    /// Serializes `views` and `reference` into table rows.
+    pub(crate) fn new<'a>(
+        views: impl IntoIterator<Item = &'a TicketView>,
+        reference: &[ReferenceEntity],
+    ) -> Result<TableRows, ProjectionError> {
+        let mut rows = TableRows::default();
+        for view in views {
+            let payload = serde_json::to_string(view)
+                .map_err(|source| ProjectionError::CorruptView { ticket_id: view.id.to_string(), source })?;
+            rows.views.push((view.id.to_string(), view.external_id.clone(), view.last_position, payload));
+        }
+        for entity in reference {
+            let (kind, id) = entity.key();
+            let payload = serde_json::to_string(entity)
+                .map_err(|source| ProjectionError::CorruptView { ticket_id: id.to_string(), source })?;
+            rows.reference.push((kind, id.to_string(), payload));
+        }
+        Ok(rows)
+    }
+
+    /// Upserts the rows into `views_table` and `reference_table` inside `transaction`.
+    pub(crate) async fn write(
+        &self,
+        transaction: &mut WriteTransaction,
+        views_table: &str,
+        reference_table: &str,
+    ) -> Result<(), sqlx::Error> {
+        let upsert_view = format!(
+            "INSERT INTO {views_table} (id, external_id, last_position, payload) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (id) DO UPDATE SET external_id = excluded.external_id,
+                 last_position = excluded.last_position, payload = excluded.payload"
+        );
+        let upsert_reference = format!(
+            "INSERT INTO {reference_table} (kind, id, payload) VALUES ($1, $2, $3)
+             ON CONFLICT (kind, id) DO UPDATE SET payload = excluded.payload"
+        );
+        macro_rules! write_rows {
+            ($tx:expr) => {{
+                for (id, external_id, last_position, payload) in &self.views {
+                    sqlx::query(&upsert_view)
+                        .bind(id)
+                        .bind(external_id)
+                        .bind(last_position)
+                        .bind(payload)
+                        .execute(&mut *$tx)
+                        .await?;
+                }
+                for (kind, id, payload) in &self.reference {
+                    sqlx::query(&upsert_reference).bind(kind).bind(id).bind(payload).execute(&mut *$tx).await?;
+                }
+            }};
+        }
+        match transaction {
+            WriteTransaction::Postgres(tx) => write_rows!(*tx),
+            WriteTransaction::Sqlite(write) => write_rows!(write.transaction),
+        }
+        Ok(())
+    }
+}
 
 /// Writes the changed views and the checkpoint in one transaction, unless the stored
 /// checkpoint is already at or past `checkpoint` or the tables are no longer of `generation`.
@@ -722,66 +792,58 @@ async fn commit_batch(
     checkpoint: LogCheckpoint,
     generation: i64,
 ) -> Result<CommitOutcome, ProjectionError> {
-    let mut reference_rows = Vec::with_capacity(changed_reference.len());
-    for entity in changed_reference {
-        let (kind, id) = entity.key();
-        let payload = serde_json::to_string(entity)
-            .map_err(|source| ProjectionError::CorruptView { ticket_id: id.to_string(), source })?;
-        reference_rows.push((kind, id.to_string(), payload));
-    }
-    let mut rows = Vec::with_capacity(changed.len());
-    for (id, view) in changed {
-        let payload = serde_json::to_string(view)
-            .map_err(|source| ProjectionError::CorruptView { ticket_id: id.to_string(), source })?;
-        rows.push((id.to_string(), view.external_id.clone(), view.last_position, payload));
-    }
+    let rows = TableRows::new(changed.values(), changed_reference)?;
 
     const SELECT_GENERATION: &str = "SELECT generation FROM read_model_generations WHERE name = $1";
-    macro_rules! write_all {
+    macro_rules! stored_state {
         ($tx:expr, $select_checkpoint:expr) => {{
             let stored_generation: Option<i64> = sqlx::query_scalar(SELECT_GENERATION)
                 .bind(TICKET_VIEWS)
                 .fetch_optional(&mut *$tx)
                 .await?;
-            if stored_generation.unwrap_or(1) != generation {
-                return Ok(CommitOutcome::GenerationChanged);
-            }
             let stored: Option<(i64, i64)> = sqlx::query_as($select_checkpoint)
                 .bind(TICKET_VIEWS)
                 .fetch_optional(&mut *$tx)
                 .await?;
             let stored = stored.map(|(tx, position)| LogCheckpoint { tx, position }).unwrap_or_default();
-            if stored >= checkpoint {
-                return Ok(CommitOutcome::AlreadyStored);
-            }
-            for (id, external_id, last_position, payload) in &rows {
-                sqlx::query(UPSERT_VIEW)
-                    .bind(id)
-                    .bind(external_id)
-                    .bind(last_position)
-                    .bind(payload)
-                    .execute(&mut *$tx)
-                    .await?;
-            }
-            for (kind, id, payload) in &reference_rows {
-                sqlx::query(UPSERT_REFERENCE).bind(kind).bind(id).bind(payload).execute(&mut *$tx).await?;
-            }
+            (stored_generation.unwrap_or(1), stored)
+        }};
+    }
+    let mut transaction = store.begin_write().await?;
+    let (stored_generation, stored_checkpoint) = match &mut transaction {
+        WriteTransaction::Postgres(tx) => {
+            sqlx::query("SELECT pg_advisory_xact_lock_shared($1)").bind(TABLES_KEY).execute(&mut **tx).await?;
+            stored_state!(*tx, "SELECT tx, position FROM projection_checkpoints WHERE name = $1 FOR UPDATE")
+        }
+        WriteTransaction::Sqlite(write) => {
+            stored_state!(write.transaction, "SELECT tx, position FROM projection_checkpoints WHERE name = $1")
+        }
+    };
+    // Returning drops the transaction, which rolls it back.
+    if stored_generation != generation {
+        return Ok(CommitOutcome::GenerationChanged);
+    }
+    if stored_checkpoint >= checkpoint {
+        return Ok(CommitOutcome::AlreadyStored);
+    }
+
+    rows.write(&mut transaction, "ticket_views", "reference_entities").await?;
+    macro_rules! upsert_checkpoint {
+        ($tx:expr) => {
             sqlx::query(UPSERT_CHECKPOINT)
                 .bind(TICKET_VIEWS)
                 .bind(checkpoint.tx)
                 .bind(checkpoint.position)
                 .execute(&mut *$tx)
                 .await?;
-        }};
+        };
     }
-    let mut transaction = store.begin_write().await?;
     match &mut transaction {
         WriteTransaction::Postgres(tx) => {
-            sqlx::query("SELECT pg_advisory_xact_lock_shared($1)").bind(TABLES_KEY).execute(&mut **tx).await?;
-            write_all!(*tx, "SELECT tx, position FROM projection_checkpoints WHERE name = $1 FOR UPDATE")
+            upsert_checkpoint!(*tx);
         }
         WriteTransaction::Sqlite(write) => {
-            write_all!(write.transaction, "SELECT tx, position FROM projection_checkpoints WHERE name = $1")
+            upsert_checkpoint!(write.transaction);
         }
     }
     transaction.commit().await?;

@@ -122,18 +122,7 @@ fn has_finding(findings: &[Finding], stream_id: &str, sequence: i64, kind: Findi
 }
 
 fn rust_hash(event: &StoredEvent) -> String {
-    canonical_event_hash(&EventHashInput {
-        stream_type: &event.stream_type,
-        stream_id: &event.stream_id,
-        sequence: event.sequence,
-        event_type: &event.event_type,
-        event_version: &event.event_version,
-        occurred_at: event.occurred_at,
-        recorded_at: event.recorded_at,
-        prev_hash: event.prev_hash.as_deref().unwrap_or(""),
-        payload: &event.stored_payload,
-        metadata: &event.stored_metadata,
-    })
+    canonical_event_hash(&EventHashInput::of_stored(event, event.prev_hash.as_deref().unwrap_or("")))
 }
 
 async fn hashes_are_chained(store: &Store) {

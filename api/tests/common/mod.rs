@@ -60,7 +60,7 @@ impl ServerProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Returns the `/readyz` answer, or `None` when the server does not answer 200.
+    /// Returns the `/readyz` body, or `None` when the status is not 200.
     pub async fn readyz(&self) -> Option<Value> {
         let response = client().get(format!("{}/readyz", self.base)).send().await.ok()?;
         if !response.status().is_success() {
@@ -69,7 +69,7 @@ impl ServerProcess {
         response.json().await.ok()
     }
 
-    /// Waits until `/readyz` answers 200, at most `limit`.
+    /// Waits until `/readyz` returns 200, at most `limit`.
     pub async fn wait_ready(&self, limit: Duration) -> Value {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
@@ -90,7 +90,7 @@ impl ServerProcess {
         self.readyz().await.is_some_and(|ready| ready["projectionLeader"] == true)
     }
 
-    /// Posts a GraphQL request and returns the JSON answer.
+    /// Posts a GraphQL request and returns the JSON response.
     pub async fn graphql(&self, query: &str, variables: Value) -> Value {
         client()
             .post(format!("{}/graphql", self.base))
@@ -159,7 +159,7 @@ pub const REGISTER: &str = r#"mutation($input: RegisterTicketInput!) {
   registerTicket(input: $input) { ticketId position appended replayed }
 }"#;
 
-/// A registration of a roof leak in a test building in Kazan.
+/// Builds the variables of a roof-leak registration in a test building in Kazan.
 pub fn register_input(description: &str) -> Value {
     json!({
         "input": {
@@ -199,14 +199,14 @@ pub async fn assert_tables_match_fold(store: &Store) -> LogCheckpoint {
 }
 
 /// Waits until `check` holds, polling every 200 ms, at most `limit`.
-pub async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
+pub async fn wait_for<F, Fut>(condition: &str, limit: Duration, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
     let deadline = tokio::time::Instant::now() + limit;
     while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {limit:?}");
+        assert!(tokio::time::Instant::now() < deadline, "{condition}: not within {limit:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -206,8 +206,8 @@ impl TicketView {
                 self.resolved_at = Some(e.resolved_at);
                 self.status = TicketStatus::Closed;
             }
-            // Overdue state comes from the deadlines; the record only tells the watcher that
-            // this deadline is done.
+            // Overdue state comes from the deadlines. The record only marks the deadline as
+            // handled for the deadline watcher.
             TicketEvent::DeadlinePassed(e) => self.passed_deadlines.push((e.kind, e.deadline)),
             TicketEvent::DataAnomalyFlagged(e) => {
                 let kind = e.kind.as_str().to_string();

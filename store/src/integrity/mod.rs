@@ -47,6 +47,24 @@ pub struct EventHashInput<'a> {
     pub metadata: &'a str,
 }
 
+impl<'a> EventHashInput<'a> {
+    /// Returns the hashed fields of a stored event, chained to `prev_hash`.
+    pub fn of_stored(event: &'a crate::model::StoredEvent, prev_hash: &'a str) -> EventHashInput<'a> {
+        EventHashInput {
+            stream_type: &event.stream_type,
+            stream_id: &event.stream_id,
+            sequence: event.sequence,
+            event_type: &event.event_type,
+            event_version: &event.event_version,
+            occurred_at: event.occurred_at,
+            recorded_at: event.recorded_at,
+            prev_hash,
+            payload: &event.stored_payload,
+            metadata: &event.stored_metadata,
+        }
+    }
+}
+
 /// Returns the lowercase hex SHA-256 of the canonical v1 encoding of an event: for each field,
 /// `<byte length>:<value>\n`.
 pub fn canonical_event_hash(input: &EventHashInput<'_>) -> String {

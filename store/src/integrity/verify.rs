@@ -170,18 +170,7 @@ impl LogVerifier {
             }
             Some(stored) => {
                 let prev_hash = event.prev_hash.as_deref().unwrap_or("");
-                let computed = canonical_event_hash(&EventHashInput {
-                    stream_type: &event.stream_type,
-                    stream_id: &event.stream_id,
-                    sequence: event.sequence,
-                    event_type: &event.event_type,
-                    event_version: &event.event_version,
-                    occurred_at: event.occurred_at,
-                    recorded_at: event.recorded_at,
-                    prev_hash,
-                    payload: &event.stored_payload,
-                    metadata: &event.stored_metadata,
-                });
+                let computed = canonical_event_hash(&EventHashInput::of_stored(event, prev_hash));
                 if &computed != stored {
                     self.findings.push(event_finding(
                         event,

@@ -204,23 +204,7 @@ impl<'a> Grouper<'a> {
         let mut packed: u64 = 0;
         let mut in_range = true;
         for radix in &self.radixes {
-            let value = match radix.dimension {
-                Dimension::Organization => i64::from(attributes.organization()),
-                Dimension::Contractor => i64::from(attributes.contractor()),
-                Dimension::Category => i64::from(attributes.category()),
-                Dimension::Priority => i64::from(attributes.priority()),
-                Dimension::District => i64::from(columns.district[row]),
-                Dimension::Building => i64::from(columns.building[row]),
-                Dimension::Channel => i64::from(columns.channel[row]),
-                Dimension::Day | Dimension::Week | Dimension::Month => {
-                    let day = self.days.map_or(0, |days| days.days[row]);
-                    match radix.dimension {
-                        Dimension::Day => i64::from(day),
-                        Dimension::Week => week_monday(day),
-                        _ => self.months.month(day),
-                    }
-                }
-            };
+            let value = self.row_value(radix.dimension, columns, row, attributes);
             let offset = value.wrapping_sub(radix.min) as u64;
             in_range &= offset < radix.cardinality;
             packed = packed.wrapping_add(offset.wrapping_mul(radix.stride));
@@ -285,19 +269,31 @@ impl<'a> Grouper<'a> {
 
     fn fill_buffer_from_row(&mut self, columns: &Columns, row: usize, attributes: &impl Attributes) {
         self.buffer.clear();
-        for radix in &self.radixes {
-            let day = self.days.map_or(0, |days| days.days[row]);
-            let value = match radix.dimension {
-                Dimension::Organization => i64::from(attributes.organization()),
-                Dimension::Contractor => i64::from(attributes.contractor()),
-                Dimension::Category => i64::from(attributes.category()),
-                Dimension::Priority => i64::from(attributes.priority()),
-                Dimension::District => i64::from(columns.district[row]),
-                Dimension::Building => i64::from(columns.building[row]),
-                Dimension::Channel => i64::from(columns.channel[row]),
-                period => period_number(day, period),
-            };
+        for index in 0..self.radixes.len() {
+            let value = self.row_value(self.radixes[index].dimension, columns, row, attributes);
             self.buffer.push(value);
+        }
+    }
+
+    /// Returns the key value of `dimension` for a compact row.
+    #[inline(always)]
+    fn row_value(&self, dimension: Dimension, columns: &Columns, row: usize, attributes: &impl Attributes) -> i64 {
+        match dimension {
+            Dimension::Organization => i64::from(attributes.organization()),
+            Dimension::Contractor => i64::from(attributes.contractor()),
+            Dimension::Category => i64::from(attributes.category()),
+            Dimension::Priority => i64::from(attributes.priority()),
+            Dimension::District => i64::from(columns.district[row]),
+            Dimension::Building => i64::from(columns.building[row]),
+            Dimension::Channel => i64::from(columns.channel[row]),
+            Dimension::Day | Dimension::Week | Dimension::Month => {
+                let day = self.days.map_or(0, |days| days.days[row]);
+                match dimension {
+                    Dimension::Day => i64::from(day),
+                    Dimension::Week => week_monday(day),
+                    _ => self.months.month(day),
+                }
+            }
         }
     }
 
