@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use opencity_projections::TicketView;
-use opencity_store::integrity::{Checkpoint, StreamHead};
+use opencity_store::integrity::{Checkpoint, EventHashInput, StreamHead};
 use opencity_store::{LogCheckpoint, StoreConfig};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteRow};
@@ -72,6 +72,22 @@ pub struct LogEvent {
 }
 
 impl LogEvent {
+    /// Returns the fields the event's stored hash covers, chained to its stored `prev_hash`.
+    pub fn hash_input(&self) -> EventHashInput<'_> {
+        EventHashInput {
+            stream_type: &self.stream_type,
+            stream_id: &self.stream_id,
+            sequence: self.sequence,
+            event_type: &self.event_type,
+            event_version: &self.event_version,
+            occurred_at: self.occurred_at,
+            recorded_at: self.recorded_at,
+            prev_hash: self.prev_hash.as_deref().unwrap_or(""),
+            payload: &self.payload_text,
+            metadata: &self.metadata_text,
+        }
+    }
+
     /// Returns the place of the event in the global log.
     pub fn checkpoint(&self) -> LogCheckpoint {
         LogCheckpoint {
@@ -235,24 +251,55 @@ impl LogSource {
 
     /// Reads the whole log in order and passes each event to `visit`; stops early when `visit`
     /// returns false.
+    ///
+    /// On PostgreSQL all pages are read in one repeatable-read transaction, so the scan reads
+    /// every event committed before it began and none committed later. Pages read in separate
+    /// transactions would have to stop at the oldest transaction running anywhere on the
+    /// server, as [`read_log`](Self::read_log) does, and one long transaction in any database
+    /// would then hide the end of the log.
     pub async fn scan(&self, mut visit: impl FnMut(LogEvent) -> bool) -> Result<(), SourceError> {
         let mut after = LogCheckpoint::START;
-        loop {
-            let batch = self.read_log(after, BATCH_SIZE).await?;
-            let Some(last) = batch.last() else {
-                return Ok(());
-            };
-            after = last.checkpoint();
-            let complete = batch.len() < BATCH_SIZE;
-            for event in batch {
-                if !visit(event) {
-                    return Ok(());
+        match self {
+            LogSource::Postgres { pool, .. } => {
+                let mut transaction = pool.begin().await?;
+                sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .execute(&mut *transaction)
+                    .await?;
+                let query = format!(
+                    "SELECT {} FROM events
+                      WHERE (tx_id, global_position) > (($1::bigint)::text::xid8, $2)
+                      ORDER BY tx_id, global_position
+                      LIMIT $3",
+                    self.columns()
+                );
+                let limit = i64::try_from(BATCH_SIZE).unwrap_or(i64::MAX);
+                loop {
+                    let rows = sqlx::query(&query)
+                        .bind(after.tx)
+                        .bind(after.position)
+                        .bind(limit)
+                        .fetch_all(&mut *transaction)
+                        .await?;
+                    let batch = rows
+                        .iter()
+                        .map(|row| self.pg_event(row))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    match visit_batch(batch, &mut visit) {
+                        Some(last) => after = last,
+                        None => break,
+                    }
                 }
+                transaction.rollback().await?;
             }
-            if complete {
-                return Ok(());
-            }
+            LogSource::Sqlite { .. } => loop {
+                let batch = self.read_log(after, BATCH_SIZE).await?;
+                match visit_batch(batch, &mut visit) {
+                    Some(last) => after = last,
+                    None => break,
+                }
+            },
         }
+        Ok(())
     }
 
     /// Returns the events of one stream ordered by sequence.
@@ -560,6 +607,22 @@ impl LogSource {
             hash,
         })
     }
+}
+
+/// Passes one page of the log to `visit`. Returns the place to read on from, or `None` when the
+/// page was the last one or `visit` stopped.
+fn visit_batch(
+    batch: Vec<LogEvent>,
+    visit: &mut impl FnMut(LogEvent) -> bool,
+) -> Option<LogCheckpoint> {
+    let last = batch.last()?.checkpoint();
+    let complete = batch.len() < BATCH_SIZE;
+    for event in batch {
+        if !visit(event) {
+            return None;
+        }
+    }
+    (!complete).then_some(last)
 }
 
 /// Checks that the columns listed for `events` form an event log, and returns whether the hash

@@ -282,11 +282,14 @@ fn check_sequence(event: &LogEvent, previous: Option<i64>, findings: &mut Vec<Fi
             findings.push(finding(FindingKind::SequenceOutOfOrder, event, detail));
         }
         Some(previous) if event.sequence > previous + 1 => {
-            let detail = format!(
-                "после № {previous} идёт № {}: пропущено {}",
-                event.sequence,
-                event.sequence - previous - 1
-            );
+            // The finding sits at the event found, so the detail names the missing numbers.
+            let (first_missing, last_missing) = (previous + 1, event.sequence - 1);
+            let missing = if first_missing == last_missing {
+                format!("пропущен № {first_missing}")
+            } else {
+                format!("пропущены № {first_missing}–{last_missing}")
+            };
+            let detail = format!("после № {previous} идёт № {}: {missing}", event.sequence);
             findings.push(finding(FindingKind::SequenceGap, event, detail));
         }
         Some(_) => {}
@@ -418,6 +421,17 @@ mod tests {
         assert_eq!(kinds(6, Some(3)), vec![FindingKind::SequenceGap]);
         assert_eq!(kinds(3, Some(3)), vec![FindingKind::SequenceOutOfOrder]);
         assert_eq!(kinds(2, Some(3)), vec![FindingKind::SequenceOutOfOrder]);
+    }
+
+    #[test]
+    fn check_sequence_names_missing_numbers() {
+        let mut findings = Vec::new();
+        check_sequence(&event(4), Some(2), &mut findings);
+        check_sequence(&event(7), Some(3), &mut findings);
+        assert_eq!(findings.len(), 2);
+        assert_eq!(findings[0].sequence, Some(4));
+        assert_eq!(findings[0].detail, "после № 2 идёт № 4: пропущен № 3");
+        assert_eq!(findings[1].detail, "после № 3 идёт № 7: пропущены № 4–6");
     }
 
     #[test]

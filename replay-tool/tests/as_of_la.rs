@@ -1,5 +1,5 @@
 //! `as-of --position` at ten moments of an LA 311 import returns what the live `slaStats` and
-//! `overdueCounters` GraphQL queries returned at those moments.
+//! `overdueCounters` GraphQL queries returned at those moments, on SQLite and on PostgreSQL.
 
 mod common;
 
@@ -8,8 +8,8 @@ use common::*;
 use opencity_api::graphql::ApiState;
 use opencity_api::import::write_tickets;
 use opencity_projections::runner::ReadModel;
-use opencity_store::testing::temp_sqlite;
-use opencity_store::Store;
+use opencity_store::testing::{temp_postgres, temp_sqlite};
+use opencity_store::{Store, StoreConfig};
 use serde_json::{json, Value};
 
 const MOMENTS: usize = 10;
@@ -90,11 +90,7 @@ fn camel_case(name: &str) -> String {
     out
 }
 
-fn tool_report(
-    config: &opencity_store::StoreConfig,
-    captured: &Captured,
-    group_by: Option<&str>,
-) -> Value {
+fn tool_report(config: &StoreConfig, captured: &Captured, group_by: Option<&str>) -> Value {
     let position = captured.position.to_string();
     let at = captured.at.to_rfc3339();
     let mut args = vec!["as-of", "--position", &position, "--at", &at, "--json"];
@@ -107,9 +103,24 @@ fn tool_report(
 }
 
 #[tokio::test]
-async fn as_of_matches_live_api_during_la_import() {
+async fn as_of_matches_live_api_on_sqlite() {
     let (_dir, config) = temp_sqlite();
     let store = Store::open(&config).await.expect("sqlite opens");
+    check_as_of_during_la_import(store, &config).await;
+}
+
+#[tokio::test]
+async fn as_of_matches_live_api_on_postgres() {
+    let database = temp_postgres().await;
+    let config = database.config();
+    let store = Store::open(&config).await.expect("postgres opens");
+    check_as_of_during_la_import(store, &config).await;
+    database.cleanup().await;
+}
+
+/// Imports the whole LA extract in ten batches, captures the live API after each, and compares
+/// the tool's `as-of` at each captured position with it.
+async fn check_as_of_during_la_import(store: Store, config: &StoreConfig) {
     let services = services();
     let tickets = la_tickets(&services);
     assert!(tickets.len() > 9_000, "LA tickets: {}", tickets.len());
@@ -155,7 +166,7 @@ async fn as_of_matches_live_api_during_la_import() {
 
     for moment in &captured {
         let context = format!("position {}", moment.position);
-        let grouped = tool_report(&config, moment, Some("organization"));
+        let grouped = tool_report(config, moment, Some("organization"));
         assert_json_close(
             &as_graphql(&grouped["sla_stats"]),
             &moment.response["byOrganization"],
@@ -167,7 +178,7 @@ async fn as_of_matches_live_api_during_la_import() {
             &context,
         );
 
-        let total = tool_report(&config, moment, None);
+        let total = tool_report(config, moment, None);
         assert_json_close(
             &as_graphql(&total["sla_stats"]),
             &moment.response["total"],

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use opencity_api::import::write_tickets;
 use opencity_domain::TicketServices;
@@ -37,11 +37,17 @@ pub fn la_tickets(services: &TicketServices) -> Vec<ImportedTicket> {
     parsed.tickets
 }
 
+/// Returns [`la_tickets`] with the default catalogue, parsed once per test binary, so that
+/// cases importing a few dozen tickets do not each parse the whole extract.
+pub fn cached_la_tickets() -> &'static [ImportedTicket] {
+    static TICKETS: OnceLock<Vec<ImportedTicket>> = OnceLock::new();
+    TICKETS.get_or_init(|| la_tickets(&services()))
+}
+
 /// Imports the first `count` LA tickets into `store` and brings the read model up to date.
 pub async fn import_la(store: &Store, count: usize) -> Arc<ReadModel> {
     let services = services();
-    let mut tickets = la_tickets(&services);
-    tickets.truncate(count);
+    let tickets = cached_la_tickets()[..count].to_vec();
     write_tickets(store, &services, tickets, "import")
         .await
         .expect("import writes");
