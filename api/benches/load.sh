@@ -25,7 +25,13 @@ if ! command -v wrk >/dev/null; then
 fi
 
 cargo build --release -p opencity-api 2>&1 | tail -n 1
-cargo bench -p opencity-api --bench engine --no-run 2>&1 | tail -n 1
+# The bench binary is run directly: `cargo bench` would wait for the build lock while other
+# builds run, and the load would start without subscribers.
+BENCH="$(cargo bench -p opencity-api --bench engine --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*\))$/\1/p' | tail -n 1)"
+if [ ! -x "$BENCH" ]; then
+  echo "the engine bench binary was not built" >&2
+  exit 2
+fi
 
 WORK="$(mktemp -d)"
 SERVER=""
@@ -58,16 +64,26 @@ for _ in $(seq 1 600); do
 done
 curl -sf "$BASE/healthz" >/dev/null
 
+# Open tickets only: closed and cancelled tickets reject comments.
 curl -sf "$BASE/graphql" -H 'content-type: application/json' \
-  -d '{"query":"{ tickets(first: 500) { edges { node { id } } } }"}' |
-  python3 -c 'import json, sys; [print(edge["node"]["id"]) for edge in json.load(sys.stdin)["data"]["tickets"]["edges"]]' \
+  -d '{"query":"{ tickets(first: 500) { edges { node { id status } } } }"}' |
+  python3 -c 'import json, sys; [print(edge["node"]["id"]) for edge in json.load(sys.stdin)["data"]["tickets"]["edges"] if edge["node"]["status"] not in ("closed", "cancelled")]' \
   >"$WORK/ids.txt"
-echo "# server on $BASE with $(wc -l <"$WORK/ids.txt") ticket ids for queries and comments"
+echo "# server on $BASE with $(wc -l <"$WORK/ids.txt") open tickets for queries and comments"
 
-cargo bench -p opencity-api --bench engine -- subscribers "ws://127.0.0.1:$PORT/graphql/ws" \
-  "$SUBSCRIBERS" "$((LOAD_SECONDS + 10))" >"$WORK/subscribers.log" 2>&1 &
+"$BENCH" subscribers "ws://127.0.0.1:$PORT/graphql/ws" "$SUBSCRIBERS" "$((LOAD_SECONDS + 20))" \
+  >"$WORK/subscribers.log" 2>&1 &
 SUBSCRIBER_PID=$!
-sleep 3
+for _ in $(seq 1 120); do
+  if grep -q '^subscribed' "$WORK/subscribers.log"; then break; fi
+  if ! kill -0 "$SUBSCRIBER_PID" 2>/dev/null; then
+    echo "the subscribers exited:" >&2
+    cat "$WORK/subscribers.log" >&2
+    exit 1
+  fi
+  sleep 0.5
+done
+grep -q '^subscribed' "$WORK/subscribers.log"
 
 rss_kib() { ps -o rss= -p "$SERVER" | tr -d ' '; }
 (
@@ -92,7 +108,7 @@ kill "$SAMPLER" 2>/dev/null || true
 wait "$SAMPLER" 2>/dev/null || true
 SAMPLER=""
 
-echo "# subscribers: $(tail -n 1 "$WORK/subscribers.log")"
+echo "# subscribers: $(grep '^subscribers=' "$WORK/subscribers.log" || tail -n 1 "$WORK/subscribers.log")"
 echo "# tickets before: $tickets_before; after: $tickets_after"
 echo "# server RSS in KiB by second (first, middle, last, max):"
 awk -F'\t' '{ t[NR] = $1; r[NR] = $2; if ($2 > max) max = $2 }

@@ -38,10 +38,16 @@ LOG="target/bench-engine/run-$(date -u +%Y%m%dT%H%M%SZ).log"
 } | tee "$LOG"
 
 cargo build --release -p opencity-replay-tool 2>&1 | tail -n 1
-cargo bench -p opencity-api --bench engine --no-run 2>&1 | tail -n 1
+# The binary is run directly, so that the run neither waits for the build lock of other builds
+# nor rebuilds in the middle.
+BENCH="$(cargo bench -p opencity-api --bench engine --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*\))$/\1/p' | tail -n 1)"
+if [ ! -x "$BENCH" ]; then
+  echo "the engine bench binary was not built" >&2
+  exit 2
+fi
 export OPENCITY_REPLAY="$ROOT/target/release/opencity-replay"
 
 echo "# load before the run: $(uptime)" | tee -a "$LOG"
-cargo bench -p opencity-api --bench engine -- "$@" 2>&1 | tee -a "$LOG"
+"$BENCH" --bench "$@" 2>&1 | tee -a "$LOG"
 echo "# load after the run: $(uptime)" | tee -a "$LOG"
 echo "log: $LOG"

@@ -73,7 +73,8 @@ struct Tally {
 }
 
 /// `subscribers URL COUNT SECONDS`: keeps COUNT subscriptions open for SECONDS and prints what
-/// they received. Fails when a subscriber saw an error or a closed socket.
+/// they received. Prints `subscribed COUNT` once all are connected. Fails when a subscriber saw
+/// an error or a closed socket.
 pub async fn run_standalone(args: &[String]) -> anyhow::Result<()> {
     let [url, count, seconds] = args else {
         anyhow::bail!("usage: engine subscribers WS_URL COUNT SECONDS");
@@ -109,6 +110,7 @@ pub async fn run_standalone(args: &[String]) -> anyhow::Result<()> {
             tally
         }));
     }
+    println!("subscribed {count}");
 
     let mut received = Vec::with_capacity(count);
     let (mut errors, mut closed) = (0, 0);
