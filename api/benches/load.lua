@@ -62,9 +62,16 @@ local function body_for(number)
   end
 end
 
+-- OPENCITY_TOKEN is the secret of a token created by `opencity tokens create`.
+local token = os.getenv("OPENCITY_TOKEN")
+if token == nil then
+  error("OPENCITY_TOKEN is not set")
+end
+headers = { ["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. token }
+
 function request()
   sent = sent + 1
-  return wrk.format("POST", "/graphql", { ["Content-Type"] = "application/json" }, body_for(sent))
+  return wrk.format("POST", "/graphql", headers, body_for(sent))
 end
 
 function response(status, headers, body)

@@ -49,6 +49,10 @@ trap cleanup EXIT
 PORT="${PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 BASE="http://127.0.0.1:$PORT"
 echo "# load before the run: $(uptime)"
+# Every GraphQL request and subscription carries an administrator token.
+OPENCITY_TOKEN="$(target/release/opencity tokens create --role admin --subject load --data-dir "$WORK/data" 2>/dev/null)"
+export OPENCITY_TOKEN
+AUTH="Authorization: Bearer $OPENCITY_TOKEN"
 target/release/opencity serve --demo --demo-tickets "$DEMO_TICKETS" --data-dir "$WORK/data" \
   --listen "127.0.0.1:$PORT" >"$WORK/server.log" 2>&1 &
 SERVER=$!
@@ -65,7 +69,7 @@ done
 curl -sf "$BASE/healthz" >/dev/null
 
 # Open tickets only: closed and cancelled tickets reject comments.
-curl -sf "$BASE/graphql" -H 'content-type: application/json' \
+curl -sf "$BASE/graphql" -H 'content-type: application/json' -H "$AUTH" \
   -d '{"query":"{ tickets(first: 500) { edges { node { id status } } } }"}' |
   python3 -c 'import json, sys; [print(edge["node"]["id"]) for edge in json.load(sys.stdin)["data"]["tickets"]["edges"] if edge["node"]["status"] not in ("closed", "cancelled")]' \
   >"$WORK/ids.txt"
@@ -95,11 +99,11 @@ rss_kib() { ps -o rss= -p "$SERVER" | tr -d ' '; }
 ) >"$WORK/rss.tsv" &
 SAMPLER=$!
 
-tickets_before="$(curl -sf "$BASE/graphql" -H 'content-type: application/json' -d '{"query":"{ tickets(first: 1) { totalCount } }"}')"
+tickets_before="$(curl -sf "$BASE/graphql" -H 'content-type: application/json' -H "$AUTH" -d '{"query":"{ tickets(first: 1) { totalCount } }"}')"
 IDS_FILE="$WORK/ids.txt" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${LOAD_SECONDS}s" --latency \
   -s api/benches/load.lua "$BASE/graphql" | tee "$WORK/wrk.txt"
 sleep 2
-tickets_after="$(curl -sf "$BASE/graphql" -H 'content-type: application/json' -d '{"query":"{ tickets(first: 1) { totalCount } }"}')"
+tickets_after="$(curl -sf "$BASE/graphql" -H 'content-type: application/json' -H "$AUTH" -d '{"query":"{ tickets(first: 1) { totalCount } }"}')"
 
 subscribers_ok=0
 wait "$SUBSCRIBER_PID" || subscribers_ok=$?

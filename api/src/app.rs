@@ -7,7 +7,9 @@ use async_graphql::http::{GraphiQLSource, ALL_WEBSOCKET_PROTOCOLS};
 use async_graphql::parser::types::{DocumentOperations, OperationType};
 use async_graphql::ParseRequestError;
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
-use axum::extract::{State, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, State, WebSocketUpgrade};
+use axum::http::request::Parts;
+use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
@@ -19,6 +21,7 @@ use tokio::sync::watch;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::auth::{self, AuthFailure, Principal, TokenCache};
 use crate::graphql::localize::{localize_errors, PARSE_FAILED};
 use crate::graphql::{build_schema, ApiState, HeaderIdempotencyKey, OpenCitySchema, MAX_IDEMPOTENCY_KEY_BYTES};
 
@@ -27,6 +30,21 @@ use crate::graphql::{build_schema, ApiState, HeaderIdempotencyKey, OpenCitySchem
 struct AppState {
     api: ApiState,
     schema: OpenCitySchema,
+    tokens: Arc<TokenCache>,
+}
+
+/// The principal of a request whose `Authorization` header carries a token in force. As an
+/// extractor it runs before the body is read, so an unauthenticated request learns nothing
+/// about the schema.
+struct Authenticated(Principal);
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = AuthFailure;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AuthFailure> {
+        let header = parts.headers.get(AUTHORIZATION).map(HeaderValue::as_bytes);
+        state.tokens.authenticate(&state.api.store, header).await.map(Authenticated)
+    }
 }
 
 /// Maximum size of a request body, in bytes.
@@ -43,7 +61,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(AppState { api: state, schema })
+        .with_state(AppState { api: state, schema, tokens: Arc::new(TokenCache::default()) })
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())
 }
@@ -59,24 +77,41 @@ pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
 
 /// Upgrades `/graphql/ws` to a GraphQL WebSocket (`graphql-transport-ws` or `graphql-ws`).
+/// The token comes in the upgrade request's `Authorization` header or in the
+/// `connection_init` payload; without a valid one no subscription starts.
 async fn graphql_ws(
     State(state): State<AppState>,
+    headers: HeaderMap,
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> axum::response::Response {
+    let from_header = match headers.get(AUTHORIZATION) {
+        Some(value) => match state.tokens.authenticate(&state.api.store, Some(value.as_bytes())).await {
+            Ok(principal) => Some(principal),
+            Err(failure) => return failure.into_response(),
+        },
+        None => None,
+    };
+    let store = state.api.store.clone();
+    let tokens = state.tokens.clone();
     upgrade
         .read_buffer_size(WS_READ_BUFFER_BYTES)
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |stream| GraphQLWebSocket::new(stream, state.schema, protocol).serve())
+        .on_upgrade(move |stream| {
+            GraphQLWebSocket::new(stream, state.schema, protocol)
+                .on_connection_init(move |payload| auth::authenticate_connection_init(tokens, store, from_header, payload))
+                .serve()
+        })
 }
 
 /// Executes a GraphQL request over HTTP; library errors are localized before they leave.
 async fn graphql_handler(
     State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
     headers: HeaderMap,
     request: GraphQLRequest<MalformedRequest>,
 ) -> axum::response::Response {
-    let mut request = request.into_inner();
+    let mut request = request.into_inner().data(principal);
     if let Some(value) = headers.get(IDEMPOTENCY_KEY_HEADER) {
         match header_idempotency_key(value, &request) {
             Ok(Some(key)) => request = request.data(HeaderIdempotencyKey(key)),

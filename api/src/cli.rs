@@ -1,5 +1,5 @@
 //! The command line: `opencity serve`, `opencity import`, `opencity demo`, `opencity
-//! checkpoint`, `opencity keys generate`, `opencity projections rebuild`.
+//! checkpoint`, `opencity keys generate`, `opencity projections rebuild`, `opencity tokens`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use opencity_domain::access::Role;
 use opencity_domain::TicketServices;
 use opencity_fixtures::import::ImportFormat;
 use opencity_projections::runner::ReadModel;
@@ -41,6 +42,52 @@ pub enum Command {
     Keys(KeysArgs),
     /// Обслуживание проекций (таблиц чтения).
     Projections(ProjectionsArgs),
+    /// Токены доступа к API: выпуск, список, отзыв.
+    Tokens(TokensArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TokensArgs {
+    #[command(subcommand)]
+    pub command: TokensCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokensCommand {
+    /// Выпустить токен. Секрет печатается в stdout один раз и не хранится: сохраните его.
+    Create {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Роль: resident, dispatcher, organization, contractor, analyst, auditor, admin.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// От чьего имени действует токен: идентификатор жителя, организации или подрядчика,
+        /// район диспетчера, имя аналитика, аудитора или администратора.
+        #[arg(long)]
+        subject: String,
+        /// Пояснение для списка токенов, например «АДС Вахитовского района, смена 2».
+        #[arg(long)]
+        label: Option<String>,
+        /// Срок действия в днях; без него токен действует до отзыва.
+        #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=3650))]
+        expires_in_days: Option<u32>,
+    },
+    /// Показать все токены (без секретов).
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Отозвать токен по идентификатору из списка.
+    Revoke {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Идентификатор токена (UUID из `opencity tokens list`).
+        id: uuid::Uuid,
+    },
+}
+
+fn parse_role(name: &str) -> Result<Role, String> {
+    name.parse::<Role>().map_err(|error| error.to_string())
 }
 
 #[derive(Args, Debug)]
@@ -253,6 +300,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rebuild_projections(&store).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Tokens(TokensArgs { command }) => run_tokens(command).await,
         Command::Keys(KeysArgs {
             command: KeysCommand::Generate { out },
         }) => {
@@ -263,6 +311,71 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("Открытый ключ записан в {}:", public_key_path(&out).display());
             println!("{public_key}");
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Creates, lists or revokes API tokens. `create` prints the secret alone on stdout, so a
+/// script can capture it, and the description on stderr.
+async fn run_tokens(command: TokensCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        TokensCommand::Create { store, role, subject, label, expires_in_days } => {
+            let store = open_store(&store).await?;
+            let expires_at = expires_in_days.map(|days| chrono::Utc::now() + chrono::Duration::days(i64::from(days)));
+            let issued = store
+                .create_token(role, &subject, label.as_deref(), expires_at)
+                .await
+                .map_err(|error| anyhow::anyhow!("токен не выпущен: {error}"))?;
+            let record = &issued.record;
+            let until = match record.expires_at {
+                Some(at) => format!("до {}", at.format("%Y-%m-%d %H:%M UTC")),
+                None => "до отзыва".to_string(),
+            };
+            eprintln!(
+                "Выпущен токен {} (роль «{}», субъект «{}»), действует {until}. \
+                 Секрет ниже показывается один раз; передавайте его в заголовке \
+                 Authorization: Bearer <секрет>.",
+                record.id,
+                record.role.russian(),
+                record.subject
+            );
+            println!("{}", issued.secret);
+            Ok(ExitCode::SUCCESS)
+        }
+        TokensCommand::List { store } => {
+            let store = open_store(&store).await?;
+            let tokens = store.list_tokens().await?;
+            if tokens.is_empty() {
+                println!("Токенов нет. Выпустите первый: opencity tokens create --role admin --subject <имя>.");
+            }
+            let now = chrono::Utc::now();
+            for token in tokens {
+                let state = match (token.revoked_at, token.expires_at) {
+                    (Some(at), _) => format!("отозван {}", at.format("%Y-%m-%d %H:%M UTC")),
+                    (None, Some(at)) if at <= now => format!("истёк {}", at.format("%Y-%m-%d %H:%M UTC")),
+                    (None, Some(at)) => format!("действует до {}", at.format("%Y-%m-%d %H:%M UTC")),
+                    (None, None) => "действует до отзыва".to_string(),
+                };
+                println!(
+                    "{}  {:<12}  {}  выпущен {}  {state}{}",
+                    token.id,
+                    token.role.as_str(),
+                    token.subject,
+                    token.created_at.format("%Y-%m-%d %H:%M UTC"),
+                    token.label.map(|label| format!("  «{label}»")).unwrap_or_default()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TokensCommand::Revoke { store, id } => {
+            let store = open_store(&store).await?;
+            if store.revoke_token(id, chrono::Utc::now()).await? {
+                println!("Токен {id} отозван: запросы с ним получают 401.");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("Действующего токена {id} нет: проверьте идентификатор в `opencity tokens list`.");
+                Ok(ExitCode::from(2))
+            }
         }
     }
 }

@@ -2,14 +2,18 @@
 //! command-line entry points (serve, import, demo).
 //!
 //! # Layout
+//! - [`auth`]: bearer tokens on every GraphQL request and subscription.
 //! - [`cli`]: the clap command line and what each subcommand runs.
+//! - [`access`]: what each role may run and which tickets it sees.
 //! - [`app`]: the axum router (GraphQL, GraphiQL, WebSocket subscriptions, health).
 //! - [`deadlines`]: the deadline watcher that records passed deadlines as events.
 //! - [`graphql`]: schema, queries, mutations and subscriptions.
 //! - [`import`]: file import and the demo city, writing through the store.
 //! - [`errors`]: stable error codes and the Russian messages users read.
 
+pub mod access;
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod deadlines;
 pub mod errors;

@@ -6,6 +6,7 @@ mod common;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use common::*;
 use opencity_api::graphql::ApiState;
+use opencity_domain::access::Role;
 use opencity_api::import::write_tickets;
 use opencity_projections::runner::ReadModel;
 use opencity_store::testing::{temp_postgres, temp_sqlite};
@@ -27,7 +28,7 @@ struct Captured {
     response: Value,
 }
 
-async fn query_api(base_url: &str, at: DateTime<Utc>) -> Value {
+async fn query_api(base_url: &str, token: &str, at: DateTime<Utc>) -> Value {
     let at = at.to_rfc3339();
     let query = format!(
         "{{ byOrganization: slaStats(groupBy: [ORGANIZATION]) {{ {SLA_FIELDS} }}
@@ -37,6 +38,7 @@ async fn query_api(base_url: &str, at: DateTime<Utc>) -> Value {
     );
     let response: Value = reqwest::Client::new()
         .post(format!("{base_url}/graphql"))
+        .bearer_auth(token)
         .json(&json!({ "query": query }))
         .send()
         .await
@@ -125,6 +127,11 @@ async fn check_as_of_during_la_import(store: Store, config: &StoreConfig) {
     let tickets = la_tickets(&services);
     assert!(tickets.len() > 9_000, "LA tickets: {}", tickets.len());
 
+    let token = store
+        .create_token(Role::Analyst, "as-of test", None, None)
+        .await
+        .expect("token created")
+        .secret;
     let read_model = ReadModel::open(store.clone())
         .await
         .expect("read model opens");
@@ -152,7 +159,7 @@ async fn check_as_of_during_la_import(store: Store, config: &StoreConfig) {
             .expect("import writes");
         read_model.catch_up().await.expect("projections catch up");
         let at = first_moment + Duration::days(5 * index as i64);
-        let response = query_api(&base_url, at).await;
+        let response = query_api(&base_url, &token, at).await;
         captured.push(Captured {
             position: read_model.checkpoint().position,
             at,

@@ -18,6 +18,7 @@
 //! - [`sqlite`]: the SQLite schema, log reads and [`SqliteEventRepository`], our cqrs-es
 //!   repository for SQLite.
 //! - [`testing`]: temporary databases for tests.
+//! - [`tokens`]: API tokens, stored as hashes of their secrets.
 
 mod bulk;
 mod config;
@@ -29,6 +30,7 @@ mod postgres;
 pub mod sqlite;
 mod store;
 pub mod testing;
+pub mod tokens;
 
 #[cfg(test)]
 mod tests;

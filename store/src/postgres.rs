@@ -201,6 +201,7 @@ pub(crate) async fn open(url: &str) -> Result<PgPool, StoreError> {
         .connect(url)
         .await?;
     sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+    sqlx::raw_sql(crate::tokens::SCHEMA).execute(&pool).await?;
     Ok(pool)
 }
 

@@ -84,7 +84,7 @@ impl CommandResponse {
 async fn fifty_commands_on_one_ticket(config: StoreConfig) {
     let store = Store::open(&config).await.expect("store opens");
     let server = TestServer::start(store.clone(), services()).await;
-    let client = reqwest::Client::new();
+    let client = server.client();
 
     // Given a ticket routed to an organization, so that exactly one acceptance can succeed.
     let (_, registered) = post_graphql(&client, &server.base_url, REGISTER, register_input(), None).await.expect("server responds");

@@ -482,6 +482,7 @@ fn fold(log: &[StoredEvent]) -> BTreeMap<Uuid, TicketView> {
 /// Starts a server that is not killed, waits until its projection has reached the end of the
 /// log, and compares what it serves with the fold.
 async fn check_final_server(target: &Target, store: &Store, folded: &BTreeMap<Uuid, TicketView>, last: LogCheckpoint, logs: &Path) {
+    let token = common::admin_token(store).await;
     let mut server = Process::spawn(serve_command(target), logs, "serve-final");
     let base_url = server.server_base_url(CHILD_LIMIT).await;
     let deadline = Instant::now() + CHILD_LIMIT;
@@ -491,7 +492,7 @@ async fn check_final_server(target: &Target, store: &Store, folded: &BTreeMap<Uu
     }
 
     // The server publishes its checkpoint just after the commit the loop above saw.
-    let client = reqwest::Client::new();
+    let client = common::authorized_client(&token);
     loop {
         let (status, ready) = readyz(&client, &base_url).await.expect("/readyz responds");
         assert_eq!(status, 200, "{ready}");

@@ -137,7 +137,8 @@ async fn bad_input_gets_codes_and_changes_nothing() {
     assert_eq!(error_code(&unknown_field), Some("GRAPHQL_VALIDATION_FAILED"), "{unknown_field}");
     assert!(unknown_field["errors"][0]["message"].as_str().expect("message").contains("«nonsense»"));
 
-    let broken_json = reqwest::Client::new()
+    let broken_json = server
+        .client()
         .post(server.graphql_url())
         .header("content-type", "application/json")
         .body("{\"query\": ")
@@ -227,7 +228,7 @@ async fn subscription_delivers_new_ticket_events() {
     request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().expect("header"));
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("ws connects");
 
-    socket.send(Message::text(json!({ "type": "connection_init" }).to_string())).await.expect("init");
+    socket.send(Message::text(json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {}", server.token) } }).to_string())).await.expect("init");
     let ack = next_json(&mut socket).await;
     assert_eq!(ack["type"], "connection_ack");
     let subscribe = json!({
@@ -262,7 +263,7 @@ async fn overdue_subscription_sends_counters() {
     let mut request = server.ws_url().into_client_request().expect("ws request");
     request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().expect("header"));
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("ws connects");
-    socket.send(Message::text(json!({ "type": "connection_init" }).to_string())).await.expect("init");
+    socket.send(Message::text(json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {}", server.token) } }).to_string())).await.expect("init");
     assert_eq!(next_json(&mut socket).await["type"], "connection_ack");
 
     let subscribe = json!({

@@ -65,7 +65,7 @@ struct Outcome {
 async fn idempotent_intake(config: StoreConfig) {
     let store = Store::open(&config).await.expect("store opens");
     let server = TestServer::start(store.clone(), services()).await;
-    let client = reqwest::Client::new();
+    let client = server.client();
     let base_url = server.base_url.clone();
     let run = Uuid::new_v4().simple().to_string();
 

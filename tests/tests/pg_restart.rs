@@ -17,6 +17,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use child::{error_code, opencity, post_graphql, readyz, Process};
+use opencity_domain::access::Role;
+use opencity_store::{Store, StoreConfig};
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
 use tempfile::TempDir;
@@ -144,9 +146,20 @@ async fn server_survives_postgres_restart() {
     let logs = tempfile::tempdir().expect("temporary directory for server output");
     let mut command = opencity();
     command.args(["serve", "--listen", "127.0.0.1:0", "--database-url", &cluster.url()]);
+    let token = {
+        let config = StoreConfig::Postgres { url: cluster.url() };
+        let store = Store::open(&config).await.expect("store on the test cluster");
+        store.create_token(Role::Admin, "tests", None, None).await.expect("token created").secret
+    };
     let mut server = Process::spawn(command, logs.path(), "serve");
     let base_url = server.server_base_url(WAIT_LIMIT).await;
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(90)).build().expect("HTTP client");
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse().expect("header value"));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(90))
+        .default_headers(headers)
+        .build()
+        .expect("HTTP client");
 
     // Given tickets with a comment each, committed and projected before the outage.
     let mut tickets = Vec::new();

@@ -11,6 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use opencity_api::app::router;
 use opencity_api::graphql::ApiState;
+use opencity_domain::access::Role;
 use opencity_domain::ticket::CommentTicket;
 use opencity_domain::TicketCommand;
 use opencity_projections::runner::ReadModel;
@@ -73,6 +74,7 @@ struct ClientResult {
 async fn fanout_round(settings: &Settings, database: &TempDatabase) -> anyhow::Result<RoundResult> {
     let store = Store::open(&database.config()).await?;
     let ticket = register_ticket(&store, settings).await?;
+    let token = store.create_token(Role::Admin, "fanout", None, None).await?.secret;
     let read_model = ReadModel::open(store.clone()).await?;
     read_model.catch_up().await?;
 
@@ -83,7 +85,7 @@ async fn fanout_round(settings: &Settings, database: &TempDatabase) -> anyhow::R
     let url = format!("ws://{}/graphql/ws", listener.local_addr()?);
     let server = tokio::spawn(async move { axum::serve(listener, router(state)).await });
 
-    let outcome = measure(settings, &store, ticket, &url).await;
+    let outcome = measure(settings, &store, ticket, &url, &token).await;
 
     let _ = shutdown.send(true);
     server.abort();
@@ -91,14 +93,14 @@ async fn fanout_round(settings: &Settings, database: &TempDatabase) -> anyhow::R
     outcome
 }
 
-async fn measure(settings: &Settings, store: &Store, ticket: Uuid, url: &str) -> anyhow::Result<RoundResult> {
+async fn measure(settings: &Settings, store: &Store, ticket: Uuid, url: &str, token: &str) -> anyhow::Result<RoundResult> {
     // Events at or below the threshold are warm-up events and are not measured.
     let (threshold, threshold_rx) = watch::channel(i64::MAX);
     let (stop, stop_rx) = watch::channel(false);
     let (ready, mut ready_rx) = mpsc::channel::<()>(settings.fanout_subscribers);
     let mut clients = Vec::with_capacity(settings.fanout_subscribers);
     for _ in 0..settings.fanout_subscribers {
-        let socket = subscriber::subscribe(url, QUERY).await?;
+        let socket = subscriber::subscribe(url, QUERY, token).await?;
         clients.push(tokio::spawn(client(socket, settings.fanout_events, threshold_rx.clone(), stop_rx.clone(), ready.clone())));
     }
     drop(ready);

@@ -21,15 +21,17 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// would spend much of their time in memset, although the messages are far smaller.
 const READ_BUFFER_BYTES: usize = 4 * 1024;
 
-/// Connects to `url`, completes `connection_init`, and subscribes with `query`.
-pub async fn subscribe(url: &str, query: &str) -> anyhow::Result<Socket> {
+/// Connects to `url`, completes `connection_init` with the bearer `token`, and subscribes with
+/// `query`.
+pub async fn subscribe(url: &str, query: &str, token: &str) -> anyhow::Result<Socket> {
     let mut request = url.into_client_request()?;
     request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
     let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
     let connect = tokio_tungstenite::connect_async_with_config(request, Some(config), false);
     let (mut socket, _) = tokio::time::timeout(HANDSHAKE_TIMEOUT, connect).await??;
 
-    socket.send(Message::text(json!({ "type": "connection_init" }).to_string())).await?;
+    let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } });
+    socket.send(Message::text(init.to_string())).await?;
     let ack = tokio::time::timeout(HANDSHAKE_TIMEOUT, next_json(&mut socket))
         .await?
         .ok_or_else(|| anyhow::anyhow!("the server closed the socket before connection_ack"))??;
@@ -82,10 +84,12 @@ pub async fn run_standalone(args: &[String]) -> anyhow::Result<()> {
     let count: usize = count.parse().map_err(|_| anyhow::anyhow!("COUNT={count:?} is not a number"))?;
     let seconds: u64 = seconds.parse().map_err(|_| anyhow::anyhow!("SECONDS={seconds:?} is not a number"))?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    let token = std::env::var("OPENCITY_TOKEN")
+        .map_err(|_| anyhow::anyhow!("OPENCITY_TOKEN is not set; create one with `opencity tokens create`"))?;
 
     let mut tasks = Vec::with_capacity(count);
     for _ in 0..count {
-        let mut socket = subscribe(url, "subscription { ticketEvents { position eventType recordedAt } }").await?;
+        let mut socket = subscribe(url, "subscription { ticketEvents { position eventType recordedAt } }", &token).await?;
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::default();
             loop {

@@ -8,11 +8,13 @@ use opencity_domain::values::{
     ticket_id_for_key, BuildingRef, ContractorRef, OrganizationKind, OrganizationRef, Rating,
     Requester,
 };
+use opencity_domain::access::Role;
 use opencity_store::CommandMetadata;
 use uuid::Uuid;
 
 use super::inputs::*;
 use super::ApiState;
+use crate::access;
 use crate::errors::{command_error, ApiError};
 
 /// Результат команды над заявкой.
@@ -226,15 +228,21 @@ pub(crate) fn check_idempotency_key(field: &str, key: &str) -> Result<(), ApiErr
 async fn run(
     ctx: &Context<'_>,
     ticket_id: Uuid,
-    command: TicketCommand,
+    mut command: TicketCommand,
     idempotency_key: Option<String>,
 ) -> Result<CommandResult> {
     let state = ctx.data::<ApiState>()?;
+    authorize(ctx, state, ticket_id, &mut command).await?;
     let command_name = command.name();
     let idempotency_key = effective_idempotency_key(ctx, idempotency_key)?;
+    // The acting subject and role go into every event; a schema executed without the HTTP
+    // layer (benchmarks, in-process tools) has no principal.
+    let principal = access::principal(ctx);
     let metadata = CommandMetadata {
         idempotency_key,
         channel: Some("graphql".to_string()),
+        actor: principal.map(|principal| principal.subject.clone()),
+        role: principal.map(|principal| principal.role.as_str().to_string()),
         ..CommandMetadata::default()
     };
     let outcome = state
@@ -252,6 +260,70 @@ async fn run(
         appended: i32::try_from(outcome.appended).unwrap_or(i32::MAX),
         replayed: outcome.replayed,
     })
+}
+
+/// Checks that the request's role may run `command` on this ticket. A resident's registration
+/// gets the resident's id as the requester's.
+async fn authorize(ctx: &Context<'_>, state: &ApiState, ticket_id: Uuid, command: &mut TicketCommand) -> Result<(), ApiError> {
+    let Some(principal) = access::principal(ctx) else {
+        return Ok(());
+    };
+    if !access::may_run(principal.role, command) {
+        return Err(access::forbidden(principal, command.name()));
+    }
+    if principal.role == Role::Admin {
+        return Ok(());
+    }
+    if let TicketCommand::Register(register) = command {
+        return match principal.role {
+            Role::Resident => match &register.requester.resident_id {
+                Some(resident_id) if resident_id != &principal.subject => Err(ApiError::new(
+                    access::FORBIDDEN,
+                    format!(
+                        "Житель подаёт заявку только от своего имени: requester.residentId = «{resident_id}», \
+                         а токен выдан жителю «{}». Уберите поле или укажите свой идентификатор.",
+                        principal.subject
+                    ),
+                )),
+                _ => {
+                    register.requester.resident_id = Some(principal.subject.clone());
+                    Ok(())
+                }
+            },
+            Role::Dispatcher if register.building.district.as_deref() != Some(principal.subject.as_str()) => Err(ApiError::new(
+                access::FORBIDDEN,
+                format!(
+                    "Диспетчер района «{}» регистрирует заявки только по домам своего района, а дом «{}» \
+                     относится к району «{}». Передайте заявку диспетчеру этого района.",
+                    principal.subject,
+                    register.building.id,
+                    register.building.district.as_deref().unwrap_or("не указан")
+                ),
+            )),
+            _ => Ok(()),
+        };
+    }
+    // The stream, not the read model, decides: a view may lag behind a routing or an assignment
+    // made a moment ago.
+    let events = state
+        .store
+        .load_stream(opencity_domain::ticket::TICKET_STREAM_TYPE, &ticket_id.to_string())
+        .await
+        .map_err(|error| {
+            tracing::error!(%ticket_id, error.cause_chain = ?error, "loading a ticket stream for an access check failed");
+            ApiError::internal()
+        })?;
+    let decoded = events
+        .iter()
+        .filter_map(|event| event.ticket_event().ok().map(|decoded| (ticket_id, event.position, decoded)));
+    let views = opencity_projections::fold_from_scratch(decoded);
+    match views.get(&ticket_id) {
+        Some(view) if access::ticket_in_scope(principal, view) => Ok(()),
+        _ => {
+            tracing::info!(%ticket_id, token = %principal.token_id, role = principal.role.as_str(), "command on a ticket out of scope");
+            Err(ApiError::ticket_not_found(&ticket_id.to_string()))
+        }
+    }
 }
 
 /// Completes a building from one already known to the read model when only its id is given.

@@ -11,6 +11,7 @@ use super::consistency::wait_for_position;
 use super::mutation::parse_named_id;
 use super::types::*;
 use super::{ApiState, MAX_PAGE_SIZE};
+use crate::access;
 use crate::errors::ApiError;
 
 /// Измерение группировки статистики.
@@ -165,7 +166,7 @@ impl QueryRoot {
                 .into())
             }
         };
-        let view = state.read_model.view(ticket_id).await;
+        let view = state.read_model.view(ticket_id).await.filter(|view| access::visible(ctx, view));
         view.map(TicketGql).ok_or_else(|| ApiError::ticket_not_found(&ticket_id.to_string()).into())
     }
 
@@ -197,6 +198,7 @@ impl QueryRoot {
         let views = state.read_model.views().await;
         let mut matching: Vec<&TicketView> = views
             .values()
+            .filter(|view| access::visible(ctx, view))
             .filter(|view| stats_filter.matches_current(view))
             .filter(|view| filter.status.as_deref().is_none_or(|status| view.status.as_str() == status))
             .collect();
@@ -233,6 +235,7 @@ impl QueryRoot {
         #[graphql(desc = "Сколько ждать afterPosition, мс: по умолчанию 5000, не больше 30000.")]
         wait_timeout_ms: Option<i32>,
     ) -> Result<Vec<SlaStatsRowGql>> {
+        access::require_statistics(ctx, "slaStats")?;
         let state = ctx.data::<ApiState>()?;
         wait_for_position(state, after_position, wait_timeout_ms).await?;
         let time_zone = parse_time_zone(time_zone.as_deref())?;
@@ -256,6 +259,7 @@ impl QueryRoot {
         #[graphql(desc = "Сколько ждать afterPosition, мс: по умолчанию 5000, не больше 30000.")]
         wait_timeout_ms: Option<i32>,
     ) -> Result<Vec<OverdueRowGql>> {
+        access::require_statistics(ctx, "overdueCounters")?;
         let state = ctx.data::<ApiState>()?;
         wait_for_position(state, after_position, wait_timeout_ms).await?;
         let time_zone = parse_time_zone(time_zone.as_deref())?;
@@ -272,6 +276,7 @@ impl QueryRoot {
         #[graphql(desc = "Сколько ждать afterPosition, мс: по умолчанию 5000, не больше 30000.")]
         wait_timeout_ms: Option<i32>,
     ) -> Result<Vec<ContractorRatingGql>> {
+        access::require_statistics(ctx, "contractorRatings")?;
         let state = ctx.data::<ApiState>()?;
         wait_for_position(state, after_position, wait_timeout_ms).await?;
         let views = state.read_model.views().await;

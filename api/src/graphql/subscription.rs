@@ -13,6 +13,7 @@ use super::consistency::wait_for_position;
 use super::query::{compute_overdue, DimensionGql};
 use super::types::{EventRecord, OverdueRowGql};
 use super::ApiState;
+use crate::access;
 
 
 /// How often `overdueCounters` is recomputed when no event arrives: deadlines pass with time.
@@ -47,6 +48,7 @@ impl SubscriptionRoot {
         wait_timeout_ms: Option<i32>,
     ) -> Result<impl Stream<Item = EventRecord>> {
         let state = ctx.data::<ApiState>()?.clone();
+        let principal = access::principal(ctx).cloned();
         let filter = filter.unwrap_or_default();
         if let Some(id) = &filter.ticket_id {
             super::mutation::parse_named_id("filter.ticketId", id)?;
@@ -57,6 +59,7 @@ impl SubscriptionRoot {
         let stream = BroadcastStream::new(receiver).filter_map(move |item| {
             let state = state.clone();
             let filter = filter.clone();
+            let principal = principal.clone();
             async move {
                 let applied = match item {
                     Ok(applied) => applied,
@@ -68,7 +71,19 @@ impl SubscriptionRoot {
                 if !matches_filter(&state, &filter, &applied).await {
                     return None;
                 }
-                Some(EventRecord::from_stored(&applied.event))
+                if let Some(principal) = &principal {
+                    // Nothing outside the subscriber's scope is delivered, also when the view
+                    // is not there to decide.
+                    let view = state.read_model.view(applied.ticket_id).await?;
+                    if !access::ticket_in_scope(principal, &view) {
+                        return None;
+                    }
+                }
+                let mut record = EventRecord::from_stored(&applied.event);
+                if !access::sees_personal_data(principal.as_ref()) {
+                    access::hide_personal_data(&mut record.payload.0);
+                }
+                Some(record)
             }
         });
         Ok(stream)
@@ -86,6 +101,7 @@ impl SubscriptionRoot {
         #[graphql(desc = "Сколько ждать afterPosition, мс: по умолчанию 5000, не больше 30000.")]
         wait_timeout_ms: Option<i32>,
     ) -> Result<impl Stream<Item = Vec<OverdueRowGql>>> {
+        access::require_statistics(ctx, "overdueCounters")?;
         let state = ctx.data::<ApiState>()?.clone();
         wait_for_position(&state, after_position, wait_timeout_ms).await?;
         let group_by = group_by.unwrap_or_default();

@@ -150,7 +150,13 @@ impl TicketGql {
                 tracing::error!(error.cause_chain = ?error, "loading a ticket stream failed");
                 ApiError::internal()
             })?;
-        Ok(events.iter().map(EventRecord::from_stored).collect())
+        let mut records: Vec<EventRecord> = events.iter().map(EventRecord::from_stored).collect();
+        if !crate::access::sees_personal_data(crate::access::principal(ctx)) {
+            for record in &mut records {
+                crate::access::hide_personal_data(&mut record.payload.0);
+            }
+        }
+        Ok(records)
     }
 }
 

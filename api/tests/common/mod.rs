@@ -23,12 +23,28 @@ pub struct ServerProcess {
     pub child: Child,
     pub base: String,
     pub log: PathBuf,
+    /// Secret of an administrator token in the server's store, sent with every request.
+    pub token: String,
+}
+
+/// Creates an administrator token in the store of `store_args` with `opencity tokens create`
+/// and returns its secret.
+pub fn create_admin_token(store_args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_opencity"))
+        .args(["tokens", "create", "--role", "admin", "--subject", "tests"])
+        .args(store_args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("opencity tokens create runs");
+    assert!(output.status.success(), "tokens create failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("UTF-8 secret").trim().to_string()
 }
 
 impl ServerProcess {
     /// Starts `opencity serve` with the store arguments `store_args` on a free local port;
     /// its output goes to a log file in `log_dir`.
     pub fn start(name: &str, store_args: &[&str], extra: &[&str], log_dir: &Path) -> ServerProcess {
+        let token = create_admin_token(store_args);
         let port = free_port();
         let log = log_dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("create log file");
@@ -47,6 +63,7 @@ impl ServerProcess {
             child,
             base: format!("http://127.0.0.1:{port}"),
             log,
+            token,
         }
     }
 
@@ -94,6 +111,7 @@ impl ServerProcess {
     pub async fn graphql(&self, query: &str, variables: Value) -> Value {
         client()
             .post(format!("{}/graphql", self.base))
+            .bearer_auth(&self.token)
             .json(&json!({ "query": query, "variables": variables }))
             .send()
             .await
@@ -112,7 +130,10 @@ impl ServerProcess {
             .insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().expect("header"));
         let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("ws connects");
         socket
-            .send(Message::text(json!({ "type": "connection_init" }).to_string()))
+            .send(Message::text(
+                json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {}", self.token) } })
+                    .to_string(),
+            ))
             .await
             .expect("init");
         let ack = next_json(&mut socket, Duration::from_secs(30)).await.expect("ack");

@@ -24,6 +24,10 @@ pub struct TicketView {
     pub category: String,
     pub priority: Priority,
     pub channel: Channel,
+    /// The requester's resident id, which scopes a resident's token to their own tickets.
+    /// Views stored before it existed read as `None` until `opencity projections rebuild`.
+    #[serde(default)]
+    pub resident_id: Option<String>,
     pub building_id: String,
     pub address: String,
     pub district: Option<String>,
@@ -85,6 +89,7 @@ impl TicketView {
             category: event.category.clone(),
             priority: event.priority,
             channel: event.channel,
+            resident_id: event.requester.resident_id.clone(),
             building_id: event.building.id.clone(),
             address: event.building.address.clone(),
             district: event.building.district.clone(),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use opencity_api::graphql::ApiState;
 use opencity_api::import::{write_tickets, ImportSummary};
+use opencity_domain::access::Role;
 use opencity_domain::TicketServices;
 use opencity_fixtures::import::{parse_file, ImportFormat};
 use opencity_projections::runner::ReadModel;
@@ -40,15 +41,32 @@ pub async fn projected(store: &Store) -> Arc<ReadModel> {
     read_model
 }
 
+/// Creates an administrator token in `store` and returns its secret.
+pub async fn admin_token(store: &Store) -> String {
+    let issued = store.create_token(Role::Admin, "tests", None, None).await.expect("token created");
+    issued.secret
+}
+
+/// Returns an HTTP client that sends `token` as a bearer token with every request.
+pub fn authorized_client(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = format!("Bearer {token}").parse().expect("header value");
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder().default_headers(headers).build().expect("HTTP client")
+}
+
 /// A running server on 127.0.0.1 with an ephemeral port.
 pub struct TestServer {
     pub base_url: String,
     pub read_model: Arc<ReadModel>,
+    /// Secret of an administrator token in the server's store.
+    pub token: String,
     shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl TestServer {
     pub async fn start(store: Store, services: TicketServices) -> TestServer {
+        let token = admin_token(&store).await;
         let read_model = projected(&store).await;
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(read_model.clone().run(shutdown_rx));
@@ -58,7 +76,7 @@ impl TestServer {
         tokio::spawn(async move {
             axum_serve(listener, state).await;
         });
-        TestServer { base_url: format!("http://{address}"), read_model, shutdown }
+        TestServer { base_url: format!("http://{address}"), read_model, token, shutdown }
     }
 
     pub fn graphql_url(&self) -> String {
@@ -69,10 +87,15 @@ impl TestServer {
         format!("{}/graphql/ws", self.base_url.replace("http://", "ws://"))
     }
 
+    /// Returns an HTTP client that sends the administrator token with every request.
+    pub fn client(&self) -> reqwest::Client {
+        authorized_client(&self.token)
+    }
+
     /// Posts a GraphQL request and returns the whole JSON response.
     pub async fn graphql(&self, query: &str, variables: serde_json::Value) -> serde_json::Value {
-        let client = reqwest::Client::new();
-        let response = client
+        let response = self
+            .client()
             .post(self.graphql_url())
             .json(&serde_json::json!({ "query": query, "variables": variables }))
             .send()

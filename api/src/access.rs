@@ -1,0 +1,180 @@
+//! Who may do what: the operations each role may run and the tickets each token can read.
+//!
+//! | role | tickets in scope | may run |
+//! |---|---|---|
+//! | resident | the requester's resident id equals the subject | register (for themselves), confirm, reject, rate, comment, escalate, cancel |
+//! | dispatcher | the building's district equals the subject | register, classify, route, confirm, reject, rate (for a resident on the phone), comment, escalate, cancel, close |
+//! | organization | routed to the organization with the subject's id | classify, route, accept, assign, start, suspend, resume, report, comment, cancel, close |
+//! | contractor | assigned to the contractor with the subject's id | start, suspend, resume, report, comment |
+//! | analyst | all, without personal data | statistics and ticket reads only |
+//! | auditor | all | reads only: tickets, histories, statistics |
+//! | admin | all | everything |
+//!
+//! Statistics (`slaStats`, `overdueCounters`, `contractorRatings` and the counters
+//! subscription) are aggregates without personal data, open to every role but residents and
+//! contractors. A ticket outside the scope answers as not found, so its existence leaks
+//! nothing. A schema executed in-process without the HTTP layer has no principal and is not
+//! restricted: only the server's own tools do that.
+
+use async_graphql::Context;
+use opencity_domain::access::Role;
+use opencity_domain::ticket::TicketCommand;
+use opencity_projections::TicketView;
+
+use crate::auth::Principal;
+use crate::errors::ApiError;
+
+/// Code of an operation the token's role may not run.
+pub const FORBIDDEN: &str = "FORBIDDEN";
+
+/// Returns the principal of the request, `None` for an in-process schema.
+pub fn principal<'a>(ctx: &'a Context<'_>) -> Option<&'a Principal> {
+    ctx.data_opt::<Principal>()
+}
+
+/// Tells whether `role` may run `command` on a ticket in its scope.
+pub fn may_run(role: Role, command: &TicketCommand) -> bool {
+    use TicketCommand as C;
+    match role {
+        Role::Admin => true,
+        Role::Analyst | Role::Auditor => false,
+        Role::Resident => matches!(
+            command,
+            C::Register(_) | C::ConfirmCompletion(_) | C::RejectCompletion(_) | C::Rate(_) | C::Comment(_) | C::Escalate(_) | C::Cancel(_)
+        ),
+        Role::Dispatcher => matches!(
+            command,
+            C::Register(_)
+                | C::Classify(_)
+                | C::Route(_)
+                | C::ConfirmCompletion(_)
+                | C::RejectCompletion(_)
+                | C::Rate(_)
+                | C::Comment(_)
+                | C::Escalate(_)
+                | C::Cancel(_)
+                | C::Close(_)
+        ),
+        Role::Organization => matches!(
+            command,
+            C::Classify(_)
+                | C::Route(_)
+                | C::Accept(_)
+                | C::AssignContractor(_)
+                | C::StartWork(_)
+                | C::Suspend(_)
+                | C::Resume(_)
+                | C::ReportCompletion(_)
+                | C::Comment(_)
+                | C::Cancel(_)
+                | C::Close(_)
+        ),
+        Role::Contractor => matches!(
+            command,
+            C::StartWork(_) | C::Suspend(_) | C::Resume(_) | C::ReportCompletion(_) | C::Comment(_)
+        ),
+    }
+}
+
+/// Tells whether the ticket is in the scope of `principal`.
+pub fn ticket_in_scope(principal: &Principal, view: &TicketView) -> bool {
+    let subject = Some(principal.subject.as_str());
+    match principal.role {
+        Role::Admin | Role::Auditor | Role::Analyst => true,
+        Role::Resident => view.resident_id.as_deref() == subject,
+        Role::Dispatcher => view.district.as_deref() == subject,
+        Role::Organization => view.organization_id.as_deref() == subject,
+        Role::Contractor => view.contractor_id.as_deref() == subject,
+    }
+}
+
+/// Tells whether the ticket is visible to the request: always without a principal.
+pub fn visible(ctx: &Context<'_>, view: &TicketView) -> bool {
+    principal(ctx).is_none_or(|principal| ticket_in_scope(principal, view))
+}
+
+/// Tells whether the principal reads requesters' personal data; analysts do not.
+pub fn sees_personal_data(principal: Option<&Principal>) -> bool {
+    principal.is_none_or(|principal| principal.role != Role::Analyst)
+}
+
+/// Rejects roles that may not read statistics.
+pub fn require_statistics(ctx: &Context<'_>, operation: &str) -> Result<(), ApiError> {
+    match principal(ctx) {
+        Some(principal) if matches!(principal.role, Role::Resident | Role::Contractor) => {
+            Err(forbidden(principal, operation))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Returns the error of an operation the principal's role may not run.
+pub fn forbidden(principal: &Principal, operation: &str) -> ApiError {
+    tracing::info!(token = %principal.token_id, role = principal.role.as_str(), operation, "operation forbidden");
+    ApiError::new(
+        FORBIDDEN,
+        format!(
+            "Роль «{}» не может выполнять «{operation}». Если это нужно по работе, попросите администратора \
+             выпустить токен с подходящей ролью.",
+            principal.role.russian()
+        ),
+    )
+}
+
+/// Payload keys whose values are a requester's personal data or free text that may contain it.
+const PERSONAL_KEYS: [&str; 6] = ["requester", "description", "premises", "note", "text", "author"];
+
+/// The text that replaces personal data a principal may not read.
+pub const HIDDEN: &str = "[скрыто]";
+
+/// Replaces the personal data and free text of an event payload with [`HIDDEN`]. A `reason` is
+/// hidden when it is free text; a reason code (`duplicate`, `no_access`) stays.
+pub fn hide_personal_data(payload: &mut serde_json::Value) {
+    match payload {
+        serde_json::Value::Object(fields) => {
+            for (key, value) in fields.iter_mut() {
+                let free_text_reason = key == "reason"
+                    && value.as_str().is_some_and(|reason| !reason.bytes().all(|byte| byte.is_ascii_lowercase() || byte == b'_'));
+                if PERSONAL_KEYS.contains(&key.as_str()) || free_text_reason {
+                    if !value.is_null() {
+                        *value = serde_json::Value::String(HIDDEN.to_string());
+                    }
+                } else {
+                    hide_personal_data(value);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(hide_personal_data),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn personal_data_is_hidden() {
+        let mut payload = json!({
+            "TicketRegistered": {
+                "requester": { "name": "Иванова", "phone": "+7 900" },
+                "description": "Течёт кран у Ивановой",
+                "category": "water_leak",
+                "building": { "id": "b1", "address": "ул. Пушкина, 1" },
+                "reason": "duplicate",
+            }
+        });
+        hide_personal_data(&mut payload);
+        let body = &payload["TicketRegistered"];
+        assert_eq!(body["requester"], HIDDEN);
+        assert_eq!(body["description"], HIDDEN);
+        assert_eq!(body["category"], "water_leak");
+        assert_eq!(body["building"]["address"], "ул. Пушкина, 1");
+        assert_eq!(body["reason"], "duplicate");
+
+        let mut rejected = json!({ "CompletionRejected": { "reason": "Кран так и течёт" } });
+        hide_personal_data(&mut rejected);
+        assert_eq!(rejected["CompletionRejected"]["reason"], HIDDEN);
+    }
+}
