@@ -54,7 +54,7 @@ OPENCITY_TOKEN="$(target/release/opencity tokens create --role admin --subject l
 export OPENCITY_TOKEN
 AUTH="Authorization: Bearer $OPENCITY_TOKEN"
 target/release/opencity serve --demo --demo-tickets "$DEMO_TICKETS" --data-dir "$WORK/data" \
-  --listen "127.0.0.1:$PORT" >"$WORK/server.log" 2>&1 &
+  --listen "127.0.0.1:$PORT" --rate-limit 0 --max-connections-per-token 0 >"$WORK/server.log" 2>&1 &
 SERVER=$!
 
 for _ in $(seq 1 600); do

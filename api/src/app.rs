@@ -21,7 +21,8 @@ use tokio::sync::watch;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::auth::{self, AuthFailure, Principal, TokenCache};
+use crate::auth::{self, Principal, TokenCache};
+use crate::limits::{Limiter, Limits};
 use crate::graphql::localize::{localize_errors, PARSE_FAILED};
 use crate::graphql::{build_schema, ApiState, HeaderIdempotencyKey, OpenCitySchema, MAX_IDEMPOTENCY_KEY_BYTES};
 
@@ -31,6 +32,7 @@ struct AppState {
     api: ApiState,
     schema: OpenCitySchema,
     tokens: Arc<TokenCache>,
+    limiter: Arc<Limiter>,
 }
 
 /// The principal of a request whose `Authorization` header carries a token in force. As an
@@ -39,19 +41,33 @@ struct AppState {
 struct Authenticated(Principal);
 
 impl FromRequestParts<AppState> for Authenticated {
-    type Rejection = AuthFailure;
+    type Rejection = axum::response::Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AuthFailure> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let header = parts.headers.get(AUTHORIZATION).map(HeaderValue::as_bytes);
-        state.tokens.authenticate(&state.api.store, header).await.map(Authenticated)
+        let principal = state
+            .tokens
+            .authenticate(&state.api.store, header)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        state.limiter.check_rate(principal.token_id).map_err(|exceeded| {
+            tracing::info!(token = %principal.token_id, code = exceeded.code(), "request rejected by a limit");
+            exceeded.into_response()
+        })?;
+        Ok(Authenticated(principal))
     }
 }
 
 /// Maximum size of a request body, in bytes.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// Builds the router: GraphQL over HTTP and WebSocket at `/graphql`, GraphiQL on GET, health.
+/// Builds the router with the default per-token limits.
 pub fn router(state: ApiState) -> Router {
+    router_with_limits(state, Limits::default())
+}
+
+/// Builds the router: GraphQL over HTTP and WebSocket at `/graphql`, GraphiQL on GET, health.
+pub fn router_with_limits(state: ApiState, limits: Limits) -> Router {
     let schema = build_schema(state.clone());
     Router::new()
         .route(
@@ -61,7 +77,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(AppState { api: state, schema, tokens: Arc::new(TokenCache::default()) })
+        .with_state(AppState {
+            api: state,
+            schema,
+            tokens: Arc::new(TokenCache::default()),
+            limiter: Arc::new(Limiter::new(limits)),
+        })
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())
 }
@@ -87,19 +108,26 @@ async fn graphql_ws(
 ) -> axum::response::Response {
     let from_header = match headers.get(AUTHORIZATION) {
         Some(value) => match state.tokens.authenticate(&state.api.store, Some(value.as_bytes())).await {
-            Ok(principal) => Some(principal),
+            Ok(principal) => match state.limiter.open_connection(principal.token_id) {
+                Ok(guard) => Some((principal, guard)),
+                Err(exceeded) => {
+                    tracing::info!(token = %principal.token_id, code = exceeded.code(), "subscription socket rejected by a limit");
+                    return exceeded.into_response();
+                }
+            },
             Err(failure) => return failure.into_response(),
         },
         None => None,
     };
     let store = state.api.store.clone();
     let tokens = state.tokens.clone();
+    let limiter = state.limiter.clone();
     upgrade
         .read_buffer_size(WS_READ_BUFFER_BYTES)
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |stream| {
             GraphQLWebSocket::new(stream, state.schema, protocol)
-                .on_connection_init(move |payload| auth::authenticate_connection_init(tokens, store, from_header, payload))
+                .on_connection_init(move |payload| auth::authenticate_connection_init(tokens, limiter, store, from_header, payload))
                 .serve()
         })
 }
@@ -302,6 +330,7 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// Period of the deadline watcher; zero turns it off.
     pub deadline_check_interval: std::time::Duration,
+    pub limits: Limits,
 }
 
 /// Starts the projection runner and the deadline watcher, and serves HTTP until Ctrl-C or
@@ -326,7 +355,7 @@ pub async fn serve(store: Store, services: TicketServices, read_model: Arc<ReadM
     tracing::info!(address = %local, "server listening");
     println!("Сервер запущен: http://{local}/graphql (GraphiQL в браузере), проверка: http://{local}/healthz");
 
-    axum::serve(listener, router(state))
+    axum::serve(listener, router_with_limits(state, options.limits))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     let _ = shutdown_tx.send(true);

@@ -19,6 +19,8 @@ use chrono::Utc;
 use opencity_domain::access::Role;
 use opencity_store::tokens::{is_well_formed, secret_hash, TokenRejection};
 use opencity_store::{Store, StoreError};
+
+use crate::limits::{ConnectionGuard, Limiter};
 use uuid::Uuid;
 
 /// The sender of a request: the token's id, role and subject.
@@ -71,6 +73,18 @@ impl AuthFailure {
             AuthFailure::Revoked => "Токен отозван администратором. Попросите выпустить новый.".to_string(),
             AuthFailure::Expired => "Срок действия токена истёк. Попросите администратора выпустить новый.".to_string(),
             AuthFailure::Unavailable(_) => "Хранилище недоступно, токен не проверен. Повторите запрос позже.".to_string(),
+        }
+    }
+
+    /// Returns a short Russian reason, which fits a WebSocket close frame with the code.
+    pub fn short_message(&self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "нужен токен доступа",
+            AuthFailure::Malformed => "токен должен иметь вид Bearer oc_…",
+            AuthFailure::Unknown => "токен не найден",
+            AuthFailure::Revoked => "токен отозван",
+            AuthFailure::Expired => "срок действия токена истёк",
+            AuthFailure::Unavailable(_) => "хранилище недоступно, повторите позже",
         }
     }
 
@@ -164,12 +178,13 @@ fn bearer_secret(authorization: Option<&[u8]>) -> Result<&str, AuthFailure> {
 /// carried a valid header. The key is matched without regard to case.
 pub async fn authenticate_connection_init(
     tokens: Arc<TokenCache>,
+    limiter: Arc<Limiter>,
     store: Store,
-    from_header: Option<Principal>,
+    from_header: Option<(Principal, ConnectionGuard)>,
     payload: serde_json::Value,
 ) -> async_graphql::Result<Data> {
-    let principal = match from_header {
-        Some(principal) => principal,
+    let (principal, guard) = match from_header {
+        Some(authenticated) => authenticated,
         None => {
             let value = payload.as_object().and_then(|fields| {
                 fields
@@ -177,15 +192,35 @@ pub async fn authenticate_connection_init(
                     .find(|(key, _)| key.eq_ignore_ascii_case("authorization"))
                     .and_then(|(_, value)| value.as_str())
             });
-            tokens.authenticate(&store, value.map(str::as_bytes)).await.map_err(|failure| {
+            let principal = tokens.authenticate(&store, value.map(str::as_bytes)).await.map_err(|failure| {
                 tracing::info!(code = failure.code(), "subscription connection rejected");
-                async_graphql::Error::new(format!("{} [{}]", failure.message(), failure.code()))
-            })?
+                async_graphql::Error::new(close_reason(failure.code(), failure.short_message()))
+            })?;
+            let guard = limiter.open_connection(principal.token_id).map_err(|exceeded| {
+                tracing::info!(token = %principal.token_id, code = exceeded.code(), "subscription socket rejected by a limit");
+                async_graphql::Error::new(close_reason(exceeded.code(), exceeded.short_message()))
+            })?;
+            (principal, guard)
         }
     };
+    // The guard lives as long as the connection's data, so the place is freed when it closes.
     let mut data = Data::default();
     data.insert(principal);
+    data.insert(guard);
     Ok(data)
+}
+
+/// Longest reason of a WebSocket close frame, in bytes (RFC 6455, section 5.5).
+const MAX_CLOSE_REASON_BYTES: usize = 123;
+
+/// Returns `CODE: reason`, cut at a character boundary to fit a close frame, where the
+/// graphql-transport-ws protocol puts the error of `connection_init`.
+fn close_reason(code: &str, reason: &str) -> String {
+    let mut text = format!("{code}: {reason}");
+    while text.len() > MAX_CLOSE_REASON_BYTES {
+        text.pop();
+    }
+    text
 }
 
 #[cfg(test)]
@@ -218,6 +253,17 @@ mod tests {
             let failure = tokens.authenticate(&store, header).await.expect_err("rejected");
             assert_eq!(failure.code(), code, "{header:?}");
         }
+    }
+
+    #[test]
+    fn close_reasons_fit_a_frame() {
+        let failures = [AuthFailure::Missing, AuthFailure::Malformed, AuthFailure::Unknown, AuthFailure::Revoked, AuthFailure::Expired];
+        for failure in failures {
+            let reason = close_reason(failure.code(), failure.short_message());
+            assert!(reason.len() <= MAX_CLOSE_REASON_BYTES, "{reason}");
+            assert!(reason.starts_with(failure.code()), "{reason}");
+        }
+        assert_eq!(close_reason("X", &"я".repeat(100)).len(), 123);
     }
 
     #[tokio::test]

@@ -15,6 +15,7 @@ use opencity_store::integrity::{self, generate_key_files, public_key_path, KeyFi
 use opencity_store::{Checkpoint, Store, StoreConfig};
 
 use crate::import::{import_file, load_demo, ImportExit};
+use crate::limits::Limits;
 
 /// «Открытый город»: учёт заявок ЖКХ на журнале событий.
 #[derive(Parser, Debug)]
@@ -174,6 +175,15 @@ pub struct ServeArgs {
     /// секундах; 0 — не проверять. Проверяет только сервер, который ведёт проекции.
     #[arg(long, env = "OPENCITY_DEADLINE_CHECK_INTERVAL", default_value_t = DEFAULT_DEADLINE_CHECK_INTERVAL_SECONDS)]
     pub deadline_check_interval: u64,
+    /// Сколько запросов в секунду может в среднем отправлять один токен; 0 — без ограничения.
+    #[arg(long, env = "OPENCITY_RATE_LIMIT", default_value_t = Limits::default().requests_per_second)]
+    pub rate_limit: u32,
+    /// Сколько запросов один токен может отправить подряд, прежде чем действует --rate-limit.
+    #[arg(long, env = "OPENCITY_RATE_BURST", default_value_t = Limits::default().burst)]
+    pub rate_burst: u32,
+    /// Сколько подписок (соединений WebSocket) может держать открытыми один токен; 0 — без ограничения.
+    #[arg(long, env = "OPENCITY_MAX_CONNECTIONS_PER_TOKEN", default_value_t = Limits::default().connections_per_token)]
+    pub max_connections_per_token: u32,
 }
 
 /// Default period of the deadline watcher: one minute.
@@ -262,6 +272,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let options = crate::app::ServeOptions {
                 listen: args.listen,
                 deadline_check_interval: std::time::Duration::from_secs(args.deadline_check_interval),
+                limits: Limits {
+                    requests_per_second: args.rate_limit,
+                    burst: args.rate_burst,
+                    connections_per_token: args.max_connections_per_token,
+                },
             };
             crate::app::serve(store, services, read_model, options).await?;
             Ok(ExitCode::SUCCESS)

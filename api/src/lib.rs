@@ -8,6 +8,7 @@
 //! - [`app`]: the axum router (GraphQL, GraphiQL, WebSocket subscriptions, health).
 //! - [`deadlines`]: the deadline watcher that records passed deadlines as events.
 //! - [`graphql`]: schema, queries, mutations and subscriptions.
+//! - [`limits`]: per-token request rate and subscription sockets.
 //! - [`import`]: file import and the demo city, writing through the store.
 //! - [`errors`]: stable error codes and the Russian messages users read.
 
@@ -19,3 +20,4 @@ pub mod deadlines;
 pub mod errors;
 pub mod graphql;
 pub mod import;
+pub mod limits;

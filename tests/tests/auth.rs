@@ -24,7 +24,7 @@ fn register_input() -> Value {
         "input": {
             "channel": "WEB",
             "requester": { "name": "Петрова Анна" },
-            "building": { "id": "kzn-auth-1", "address": "Казань, ул. Баумана, 5", "timeZone": "Europe/Moscow" },
+            "building": { "id": "kzn-auth-1", "address": "Казань, ул. Баумана, 5", "district": "Вахитовский", "timeZone": "Europe/Moscow" },
             "category": "roof_leak",
             "description": "Протекает крыша",
         }

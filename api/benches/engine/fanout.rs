@@ -9,7 +9,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use opencity_api::app::router;
+use opencity_api::app::router_with_limits;
+use opencity_api::limits::Limits;
 use opencity_api::graphql::ApiState;
 use opencity_domain::access::Role;
 use opencity_domain::ticket::CommentTicket;
@@ -83,7 +84,9 @@ async fn fanout_round(settings: &Settings, database: &TempDatabase) -> anyhow::R
     let state = ApiState { store: store.clone(), services: settings.services.clone(), read_model };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("ws://{}/graphql/ws", listener.local_addr()?);
-    let server = tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    // One token holds every subscriber, so the per-token limits are off.
+    let limits = Limits { requests_per_second: 0, burst: 0, connections_per_token: 0 };
+    let server = tokio::spawn(async move { axum::serve(listener, router_with_limits(state, limits)).await });
 
     let outcome = measure(settings, &store, ticket, &url, &token).await;
 

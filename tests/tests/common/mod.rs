@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use opencity_api::graphql::ApiState;
+use opencity_api::limits::Limits;
 use opencity_api::import::{write_tickets, ImportSummary};
 use opencity_domain::access::Role;
 use opencity_domain::TicketServices;
@@ -66,6 +67,11 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(store: Store, services: TicketServices) -> TestServer {
+        TestServer::start_with_limits(store, services, Limits::default()).await
+    }
+
+    /// Starts a server whose per-token limits are `limits`.
+    pub async fn start_with_limits(store: Store, services: TicketServices, limits: Limits) -> TestServer {
         let token = admin_token(&store).await;
         let read_model = projected(&store).await;
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
@@ -74,7 +80,7 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
         let address = listener.local_addr().expect("local address");
         tokio::spawn(async move {
-            axum_serve(listener, state).await;
+            axum_serve(listener, state, limits).await;
         });
         TestServer { base_url: format!("http://{address}"), read_model, token, shutdown }
     }
@@ -111,8 +117,8 @@ impl Drop for TestServer {
     }
 }
 
-async fn axum_serve(listener: tokio::net::TcpListener, state: ApiState) {
-    let router = opencity_api::app::router(state);
+async fn axum_serve(listener: tokio::net::TcpListener, state: ApiState, limits: Limits) {
+    let router = opencity_api::app::router_with_limits(state, limits);
     if let Err(error) = axum_server(listener, router).await {
         eprintln!("test server stopped: {error}");
     }
