@@ -176,6 +176,9 @@ async fn every_role_against_every_mutation() {
                     let message = response["errors"][0]["message"].as_str().unwrap_or_default();
                     assert!(!message.is_empty(), "{name} by {role}: {response}");
                     assert!(!message.is_ascii(), "{name} by {role}: the message is not Russian: {response}");
+                    if error_code(&response) == Some("FORBIDDEN") {
+                        assert!(message.contains(&format!("«{name}»")), "{name} by {role}: {message}");
+                    }
                 }
             }
         }

@@ -269,7 +269,7 @@ async fn authorize(ctx: &Context<'_>, state: &ApiState, ticket_id: Uuid, command
         return Ok(());
     };
     if !access::may_run(principal.role, command) {
-        return Err(access::forbidden(principal, command.name()));
+        return Err(access::forbidden(principal, ctx.field().name()));
     }
     if principal.role == Role::Admin {
         return Ok(());
