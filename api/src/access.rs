@@ -12,14 +12,18 @@
 //!
 //! Statistics (`slaStats`, `overdueCounters`, `contractorRatings` and the counters
 //! subscription) are aggregates without personal data, open to every role but residents and
-//! contractors. A ticket outside the scope answers as not found, so its existence leaks
+//! contractors. A ticket outside the scope is reported as not found, so its existence leaks
 //! nothing. A schema executed in-process without the HTTP layer has no principal and is not
 //! restricted: only the server's own tools do that.
 
 use async_graphql::Context;
 use opencity_domain::access::Role;
 use opencity_domain::ticket::TicketCommand;
+use chrono::Utc;
 use opencity_projections::TicketView;
+use opencity_store::audit::PersonalDataRead;
+use opencity_store::Store;
+use uuid::Uuid;
 
 use crate::auth::Principal;
 use crate::errors::ApiError;
@@ -96,6 +100,45 @@ pub fn visible(ctx: &Context<'_>, view: &TicketView) -> bool {
 /// Tells whether the principal reads requesters' personal data; analysts do not.
 pub fn sees_personal_data(principal: Option<&Principal>) -> bool {
     principal.is_none_or(|principal| principal.role != Role::Analyst)
+}
+
+/// Tells whether a payload contains personal data or free text that [`hide_personal_data`] hides.
+pub fn has_personal_data(payload: &serde_json::Value) -> bool {
+    let mut hidden = payload.clone();
+    hide_personal_data(&mut hidden);
+    &hidden != payload
+}
+
+/// Records a read of a ticket's personal data. Reads by the resident, by in-process callers
+/// without a principal and by analysts (who get the data hidden) are not recorded. A read that
+/// cannot be recorded fails, so that no read goes unrecorded.
+pub async fn record_read(store: &Store, principal: Option<&Principal>, ticket_id: Uuid, field: &str) -> Result<(), ApiError> {
+    let Some(principal) = principal else {
+        return Ok(());
+    };
+    if matches!(principal.role, Role::Resident | Role::Analyst) {
+        return Ok(());
+    }
+    let read = PersonalDataRead {
+        read_at: Utc::now(),
+        token_id: principal.token_id,
+        role: principal.role,
+        subject: principal.subject.clone(),
+        ticket_id,
+        field: field.to_string(),
+    };
+    store.record_personal_data_read(&read).await.map_err(|error| {
+        tracing::error!(%ticket_id, token = %principal.token_id, %error, "recording a personal data read failed");
+        ApiError::internal()
+    })
+}
+
+/// Rejects roles other than auditors and administrators.
+pub fn require_audit(ctx: &Context<'_>, operation: &str) -> Result<(), ApiError> {
+    match principal(ctx) {
+        Some(principal) if !matches!(principal.role, Role::Auditor | Role::Admin) => Err(forbidden(principal, operation)),
+        _ => Ok(()),
+    }
 }
 
 /// Rejects roles that may not read statistics.

@@ -17,6 +17,7 @@
 //! - `postgres.rs`: the PostgreSQL schema and log reads; appends go through postgres-es.
 //! - [`sqlite`]: the SQLite schema, log reads and [`SqliteEventRepository`], our cqrs-es
 //!   repository for SQLite.
+//! - [`audit`]: the record of who read residents' personal data.
 //! - [`testing`]: temporary databases for tests.
 //! - [`tokens`]: API tokens, stored as hashes of their secrets.
 
@@ -29,6 +30,7 @@ pub mod model;
 mod postgres;
 pub mod sqlite;
 mod store;
+pub mod audit;
 pub mod testing;
 pub mod tokens;
 

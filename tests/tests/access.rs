@@ -269,6 +269,26 @@ async fn every_role_against_every_query() {
             assert_eq!(registered["requester"]["name"], "Жильцова Ольга", "{role}: {events}");
         }
     }
+
+    // Every read of A's personal data but the resident's own and the analyst's hidden one is
+    // recorded, and only auditors and administrators may list the reads.
+    let reads = "query($id: ID) { personalDataReads(ticketId: $id) { role subject field ticketId } }";
+    let listed = world.call(Role::Auditor, reads, json!({ "id": world.ticket_a })).await;
+    assert!(listed["errors"].is_null(), "{listed}");
+    let mut roles: Vec<&str> = listed["data"]["personalDataReads"]
+        .as_array()
+        .expect("reads")
+        .iter()
+        .map(|read| read["role"].as_str().expect("role"))
+        .collect();
+    roles.sort();
+    assert_eq!(roles, ["admin", "auditor", "contractor", "dispatcher", "organization"], "{listed}");
+    assert!(listed.to_string().contains("Ticket.events"), "{listed}");
+    for role in ROLES {
+        let response = world.call(role, reads, json!({ "id": world.ticket_a })).await;
+        let allowed = matches!(role, Role::Auditor | Role::Admin);
+        assert_eq!(error_code(&response) != Some("FORBIDDEN"), allowed, "{role}: {response}");
+    }
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -344,6 +364,13 @@ async fn subscriptions_deliver_only_scope() {
             assert!(tickets.contains(&world.ticket_b.as_str()), "{role} sees every ticket: {tickets:?}");
         }
     }
+
+    // Deliveries of comments, whose author and text may name a person, are recorded as reads.
+    let reads = world.call(Role::Admin, "{ personalDataReads(first: 1000) { role field } }", json!({})).await;
+    let fields: Vec<&str> = reads["data"]["personalDataReads"].as_array().expect("reads").iter().map(|read| read["field"].as_str().expect("field")).collect();
+    assert!(fields.contains(&"Subscription.ticketEvents"), "{reads}");
+    assert!(!reads.to_string().contains("\"resident\""), "{reads}");
+    assert!(!reads.to_string().contains("\"analyst\""), "{reads}");
 
     // The counters subscription follows the statistics rule.
     for role in ROLES {

@@ -353,6 +353,59 @@ impl QueryRoot {
     async fn projected_position(&self, ctx: &Context<'_>) -> Result<i64> {
         Ok(ctx.data::<ApiState>()?.read_model.checkpoint().position)
     }
+
+    /// Кто и когда читал персональные данные жителей (заявителя, описания, комментарии), новые
+    /// первыми. Чтения самим жителем и аналитиком (ему данные скрыты) не записываются. Только для
+    /// аудиторов и администраторов.
+    async fn personal_data_reads(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Только чтения этой заявки.")] ticket_id: Option<ID>,
+        #[graphql(default = 100, desc = "Сколько записей вернуть: от 1 до 1000.")] first: i32,
+    ) -> Result<Vec<PersonalDataReadGql>> {
+        access::require_audit(ctx, "personalDataReads")?;
+        let state = ctx.data::<ApiState>()?;
+        let max = opencity_store::audit::MAX_READS_PER_PAGE as i32;
+        if !(1..=max).contains(&first) {
+            return Err(ApiError::new("INVALID_PAGE_SIZE", format!("Аргумент «first» = {first}: укажите число от 1 до {max}.")).into());
+        }
+        let ticket_id = match &ticket_id {
+            Some(id) => Some(super::mutation::parse_named_id("ticketId", id)?),
+            None => None,
+        };
+        let reads = state.store.personal_data_reads(ticket_id, first as usize).await.map_err(|error| {
+            tracing::error!(%error, "reading the personal data reads failed");
+            ApiError::internal()
+        })?;
+        Ok(reads
+            .into_iter()
+            .map(|read| PersonalDataReadGql {
+                read_at: read.read_at,
+                token_id: ID(read.token_id.to_string()),
+                role: read.role.as_str().to_string(),
+                subject: read.subject,
+                ticket_id: ID(read.ticket_id.to_string()),
+                field: read.field,
+            })
+            .collect())
+    }
+}
+
+/// Чтение персональных данных жителя.
+#[derive(async_graphql::SimpleObject)]
+pub struct PersonalDataReadGql {
+    /// Когда прочитаны данные.
+    pub read_at: DateTime<Utc>,
+    /// Идентификатор токена читавшего (из opencity tokens list).
+    pub token_id: ID,
+    /// Роль токена: dispatcher, organization, contractor, auditor, admin.
+    pub role: String,
+    /// Субъект токена: организация, подрядчик, район, имя.
+    pub subject: String,
+    /// Заявка, данные которой прочитаны.
+    pub ticket_id: ID,
+    /// Поле, через которое прочитаны данные: Ticket.events или Subscription.ticketEvents.
+    pub field: String,
 }
 
 /// Computes overdue counters from the statistics index of the read model.

@@ -80,6 +80,10 @@ impl SubscriptionRoot {
                     }
                 }
                 let mut record = EventRecord::from_stored(&applied.event);
+                if access::has_personal_data(&record.payload.0) {
+                    // A read that cannot be recorded is not delivered.
+                    access::record_read(&state.store, principal.as_ref(), applied.ticket_id, "Subscription.ticketEvents").await.ok()?;
+                }
                 if !access::sees_personal_data(principal.as_ref()) {
                     access::hide_personal_data(&mut record.payload.0);
                 }

@@ -151,7 +151,11 @@ impl TicketGql {
                 ApiError::internal()
             })?;
         let mut records: Vec<EventRecord> = events.iter().map(EventRecord::from_stored).collect();
-        if !crate::access::sees_personal_data(crate::access::principal(ctx)) {
+        let principal = crate::access::principal(ctx);
+        if records.iter().any(|record| crate::access::has_personal_data(&record.payload.0)) {
+            crate::access::record_read(&state.store, principal, self.0.id, "Ticket.events").await?;
+        }
+        if !crate::access::sees_personal_data(principal) {
             for record in &mut records {
                 crate::access::hide_personal_data(&mut record.payload.0);
             }

@@ -1,0 +1,116 @@
+//! The record of reads of residents' personal data by anyone other than the resident: who read,
+//! which ticket, through which field, and when. The table is the same on both backends.
+
+use chrono::{DateTime, Utc};
+use opencity_domain::access::Role;
+use uuid::Uuid;
+
+use crate::error::StoreError;
+use crate::sqlite::{format_timestamp, parse_timestamp};
+use crate::store::{Backend, Store};
+
+pub(crate) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS personal_data_reads (
+    read_at   TEXT NOT NULL,
+    token_id  TEXT NOT NULL,
+    role      TEXT NOT NULL,
+    subject   TEXT NOT NULL,
+    ticket_id TEXT NOT NULL,
+    field     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS personal_data_reads_ticket ON personal_data_reads (ticket_id, read_at);
+"#;
+
+/// The maximum of reads returned by one call of [`Store::personal_data_reads`].
+pub const MAX_READS_PER_PAGE: usize = 1_000;
+
+/// One read of a ticket's personal data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PersonalDataRead {
+    pub read_at: DateTime<Utc>,
+    pub token_id: Uuid,
+    pub role: Role,
+    pub subject: String,
+    pub ticket_id: Uuid,
+    /// The GraphQL field that returned the data, such as `Ticket.events`.
+    pub field: String,
+}
+
+type ReadRow = (String, String, String, String, String, String);
+
+fn read_from_row(row: ReadRow) -> Result<PersonalDataRead, StoreError> {
+    let (read_at, token_id, role, subject, ticket_id, field) = row;
+    let invalid = |what: String| StoreError::InvalidEvent(what.into());
+    Ok(PersonalDataRead {
+        read_at: parse_timestamp(&read_at)?,
+        token_id: Uuid::parse_str(&token_id).map_err(|error| invalid(format!("invalid token id `{token_id}`: {error}")))?,
+        role: role.parse().map_err(|error| invalid(format!("invalid stored role: {error}")))?,
+        subject,
+        ticket_id: Uuid::parse_str(&ticket_id).map_err(|error| invalid(format!("invalid ticket id `{ticket_id}`: {error}")))?,
+        field,
+    })
+}
+
+impl Store {
+    /// Records one read of personal data.
+    pub async fn record_personal_data_read(&self, read: &PersonalDataRead) -> Result<(), StoreError> {
+        let values = (
+            format_timestamp(read.read_at),
+            read.token_id.to_string(),
+            read.role.as_str(),
+            read.subject.clone(),
+            read.ticket_id.to_string(),
+            read.field.clone(),
+        );
+        macro_rules! bind_values {
+            ($query:expr) => {
+                $query.bind(values.0).bind(values.1).bind(values.2).bind(values.3).bind(values.4).bind(values.5)
+            };
+        }
+        match self.backend.as_ref() {
+            Backend::Postgres { pool, .. } => {
+                let insert = "INSERT INTO personal_data_reads (read_at, token_id, role, subject, ticket_id, field)
+                              VALUES ($1, $2, $3, $4, $5, $6)";
+                bind_values!(sqlx::query(insert)).execute(pool).await?;
+            }
+            Backend::Sqlite { database, .. } => {
+                let insert = "INSERT INTO personal_data_reads (read_at, token_id, role, subject, ticket_id, field)
+                              VALUES (?, ?, ?, ?, ?, ?)";
+                let mut write = database.begin_write().await?;
+                bind_values!(sqlx::query(insert)).execute(&mut *write.transaction).await?;
+                write.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Returns the latest reads, newest first: of one ticket, or of all when `ticket_id` is
+    /// `None`. At most `limit` (capped at [`MAX_READS_PER_PAGE`]).
+    pub async fn personal_data_reads(&self, ticket_id: Option<Uuid>, limit: usize) -> Result<Vec<PersonalDataRead>, StoreError> {
+        let limit = limit.clamp(1, MAX_READS_PER_PAGE) as i64;
+        let ticket = ticket_id.map(|id| id.to_string());
+        let rows: Vec<ReadRow> = match self.backend.as_ref() {
+            Backend::Postgres { pool, .. } => {
+                sqlx::query_as(
+                    "SELECT read_at, token_id, role, subject, ticket_id, field FROM personal_data_reads
+                      WHERE $1::text IS NULL OR ticket_id = $1 ORDER BY read_at DESC LIMIT $2",
+                )
+                .bind(ticket)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+            }
+            Backend::Sqlite { database, .. } => {
+                sqlx::query_as(
+                    "SELECT read_at, token_id, role, subject, ticket_id, field FROM personal_data_reads
+                      WHERE ?1 IS NULL OR ticket_id = ?1 ORDER BY read_at DESC LIMIT ?2",
+                )
+                .bind(ticket)
+                .bind(limit)
+                .fetch_all(&database.pool)
+                .await?
+            }
+        };
+        rows.into_iter().map(read_from_row).collect()
+    }
+}
