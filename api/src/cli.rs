@@ -262,6 +262,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("Хранилище не пусто: демонстрационный город не загружается.");
                 }
             }
+            let now = chrono::Utc::now();
+            let in_force = |token: &opencity_store::tokens::TokenRecord| {
+                token.revoked_at.is_none() && token.expires_at.is_none_or(|at| at > now)
+            };
+            if !store.list_tokens().await?.iter().any(in_force) {
+                println!(
+                    "Действующих токенов доступа нет, а без токена сервер отвечает 401. Выпустите первый \
+                     в другом терминале: opencity tokens create --role admin --subject <имя> \
+                     (с теми же параметрами хранилища)."
+                );
+            }
             if let Some(path) = &args.signing_key {
                 let key = read_signing_key(path)?;
                 spawn_checkpoints(store.clone(), key, args.checkpoint_interval);
