@@ -1,4 +1,4 @@
-//! Who may do what: the operations each role may run and the tickets each token can read.
+//! Access rules: the operations each role may run and the tickets each token can read.
 //!
 //! | role | tickets in scope | may run |
 //! |---|---|---|
@@ -102,11 +102,20 @@ pub fn sees_personal_data(principal: Option<&Principal>) -> bool {
     principal.is_none_or(|principal| principal.role != Role::Analyst)
 }
 
-/// Tells whether a payload contains personal data or free text that [`hide_personal_data`] hides.
+/// Tells whether a payload contains personal data or free text that [`hide_personal_data`]
+/// would replace. It runs for every delivered event, so it scans without copying.
 pub fn has_personal_data(payload: &serde_json::Value) -> bool {
-    let mut hidden = payload.clone();
-    hide_personal_data(&mut hidden);
-    &hidden != payload
+    match payload {
+        serde_json::Value::Object(fields) => fields.iter().any(|(key, value)| {
+            if is_personal(key, value) {
+                !value.is_null() && value.as_str() != Some(HIDDEN)
+            } else {
+                has_personal_data(value)
+            }
+        }),
+        serde_json::Value::Array(items) => items.iter().any(has_personal_data),
+        _ => false,
+    }
 }
 
 /// Records a read of a ticket's personal data. Reads by the resident, by in-process callers
@@ -167,6 +176,14 @@ pub fn forbidden(principal: &Principal, operation: &str) -> ApiError {
 /// Payload keys whose values are a requester's personal data or free text that may contain it.
 const PERSONAL_KEYS: [&str; 6] = ["requester", "description", "premises", "note", "text", "author"];
 
+/// Tells whether the field `key` with `value` is personal data: one of [`PERSONAL_KEYS`], or a
+/// `reason` written as free text rather than a code.
+fn is_personal(key: &str, value: &serde_json::Value) -> bool {
+    let free_text_reason = key == "reason"
+        && value.as_str().is_some_and(|reason| !reason.bytes().all(|byte| byte.is_ascii_lowercase() || byte == b'_'));
+    PERSONAL_KEYS.contains(&key) || free_text_reason
+}
+
 /// The text that replaces personal data a principal may not read.
 pub const HIDDEN: &str = "[скрыто]";
 
@@ -176,9 +193,7 @@ pub fn hide_personal_data(payload: &mut serde_json::Value) {
     match payload {
         serde_json::Value::Object(fields) => {
             for (key, value) in fields.iter_mut() {
-                let free_text_reason = key == "reason"
-                    && value.as_str().is_some_and(|reason| !reason.bytes().all(|byte| byte.is_ascii_lowercase() || byte == b'_'));
-                if PERSONAL_KEYS.contains(&key.as_str()) || free_text_reason {
+                if is_personal(key, value) {
                     if !value.is_null() {
                         *value = serde_json::Value::String(HIDDEN.to_string());
                     }
@@ -216,7 +231,10 @@ mod tests {
         assert_eq!(body["building"]["address"], "ул. Пушкина, 1");
         assert_eq!(body["reason"], "duplicate");
 
+        assert!(!has_personal_data(&payload));
+
         let mut rejected = json!({ "CompletionRejected": { "reason": "Кран так и течёт" } });
+        assert!(has_personal_data(&rejected));
         hide_personal_data(&mut rejected);
         assert_eq!(rejected["CompletionRejected"]["reason"], HIDDEN);
     }

@@ -210,7 +210,7 @@ pub async fn authenticate_connection_init(
     Ok(data)
 }
 
-/// Longest reason of a WebSocket close frame, in bytes (RFC 6455, section 5.5).
+/// Maximum length of a WebSocket close frame's reason, in bytes (RFC 6455, section 5.5).
 const MAX_CLOSE_REASON_BYTES: usize = 123;
 
 /// Returns `CODE: reason`, cut at a character boundary to fit a close frame, where the

@@ -4,7 +4,7 @@
 //! # Layout
 //! - [`auth`]: bearer tokens on every GraphQL request and subscription.
 //! - [`cli`]: the clap command line and what each subcommand runs.
-//! - [`access`]: what each role may run and which tickets it sees.
+//! - [`access`]: what each role may run and which tickets it can read.
 //! - [`app`]: the axum router (GraphQL, GraphiQL, WebSocket subscriptions, health).
 //! - [`deadlines`]: the deadline watcher that records passed deadlines as events.
 //! - [`graphql`]: schema, queries, mutations and subscriptions.

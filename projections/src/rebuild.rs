@@ -103,8 +103,8 @@ pub async fn rebuild(
         // Waits for a projection commit in flight and holds off the next until the swap ends.
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(TABLES_KEY).execute(&mut **tx).await?;
     }
-    // Events committed since the fold; on PostgreSQL the lock above does not stop appends,
-    // so whatever commits after this read is applied by the servers after the swap.
+    // Applies the events committed since the fold. On PostgreSQL the lock above does not stop
+    // appends, so the servers apply whatever commits after this read once the swap is done.
     let mut caught_up = 0u64;
     let mut touched: BTreeSet<Uuid> = BTreeSet::new();
     loop {

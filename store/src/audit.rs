@@ -8,6 +8,7 @@ use uuid::Uuid;
 use crate::error::StoreError;
 use crate::sqlite::{format_timestamp, parse_timestamp};
 use crate::store::{Backend, Store};
+use crate::tokens::numbered;
 
 pub(crate) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS personal_data_reads (
@@ -67,15 +68,13 @@ impl Store {
                 $query.bind(values.0).bind(values.1).bind(values.2).bind(values.3).bind(values.4).bind(values.5)
             };
         }
+        let insert = "INSERT INTO personal_data_reads (read_at, token_id, role, subject, ticket_id, field)
+                      VALUES (?, ?, ?, ?, ?, ?)";
         match self.backend.as_ref() {
             Backend::Postgres { pool, .. } => {
-                let insert = "INSERT INTO personal_data_reads (read_at, token_id, role, subject, ticket_id, field)
-                              VALUES ($1, $2, $3, $4, $5, $6)";
-                bind_values!(sqlx::query(insert)).execute(pool).await?;
+                bind_values!(sqlx::query(&numbered(insert))).execute(pool).await?;
             }
             Backend::Sqlite { database, .. } => {
-                let insert = "INSERT INTO personal_data_reads (read_at, token_id, role, subject, ticket_id, field)
-                              VALUES (?, ?, ?, ?, ?, ?)";
                 let mut write = database.begin_write().await?;
                 bind_values!(sqlx::query(insert)).execute(&mut *write.transaction).await?;
                 write.commit().await?;

@@ -117,7 +117,7 @@ fn record_from_row(row: TokenRow) -> Result<TokenRecord, StoreError> {
 }
 
 /// Replaces each `?` of a query with `$1`, `$2`, ... for PostgreSQL.
-fn numbered(query: &str) -> String {
+pub(crate) fn numbered(query: &str) -> String {
     let mut numbered = String::with_capacity(query.len() + 8);
     let mut index = 0;
     for character in query.chars() {
@@ -145,10 +145,12 @@ impl Store {
         if subject.is_empty() || subject.chars().count() > MAX_SUBJECT_CHARS {
             return Err(TokenError::InvalidSubject);
         }
+
         let label = label.map(str::trim).filter(|label| !label.is_empty());
         if label.is_some_and(|label| label.chars().count() > MAX_SUBJECT_CHARS) {
             return Err(TokenError::InvalidSubject);
         }
+
         let now = Utc::now();
         if expires_at.is_some_and(|at| at <= now) {
             return Err(TokenError::ExpiresInPast);
@@ -162,6 +164,7 @@ impl Store {
             expires_at,
             revoked_at: None,
         };
+
         let secret = new_secret();
         let insert = "INSERT INTO api_tokens (id, secret_hash, role, subject, label, created_at, expires_at)
                       VALUES (?, ?, ?, ?, ?, ?, ?)";

@@ -367,7 +367,12 @@ async fn subscriptions_deliver_only_scope() {
 
     // Deliveries of comments, whose author and text may name a person, are recorded as reads.
     let reads = world.call(Role::Admin, "{ personalDataReads(first: 1000) { role field } }", json!({})).await;
-    let fields: Vec<&str> = reads["data"]["personalDataReads"].as_array().expect("reads").iter().map(|read| read["field"].as_str().expect("field")).collect();
+    let fields: Vec<&str> = reads["data"]["personalDataReads"]
+        .as_array()
+        .expect("reads")
+        .iter()
+        .map(|read| read["field"].as_str().expect("field"))
+        .collect();
     assert!(fields.contains(&"Subscription.ticketEvents"), "{reads}");
     assert!(!reads.to_string().contains("\"resident\""), "{reads}");
     assert!(!reads.to_string().contains("\"analyst\""), "{reads}");

@@ -84,7 +84,7 @@ async fn fanout_round(settings: &Settings, database: &TempDatabase) -> anyhow::R
     let state = ApiState { store: store.clone(), services: settings.services.clone(), read_model };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("ws://{}/graphql/ws", listener.local_addr()?);
-    // One token holds every subscriber, so the per-token limits are off.
+    // Every subscriber uses one token, so the per-token limits are off.
     let limits = Limits { requests_per_second: 0, burst: 0, connections_per_token: 0 };
     let server = tokio::spawn(async move { axum::serve(listener, router_with_limits(state, limits)).await });
 

@@ -305,6 +305,8 @@ async fn authorize(ctx: &Context<'_>, state: &ApiState, ticket_id: Uuid, command
     }
     // The stream, not the read model, decides: a view may lag behind a routing or an assignment
     // made a moment ago.
+    // NOTE: `Store::execute` loads the same stream again; a scope check inside the store's
+    // decision step would save that second read.
     let events = state
         .store
         .load_stream(opencity_domain::ticket::TICKET_STREAM_TYPE, &ticket_id.to_string())
