@@ -343,7 +343,9 @@ fn check_event(event: &LogEvent, first_in_stream: bool, findings: &mut Vec<Findi
         findings.push(finding(FindingKind::EventTypeMismatch, event, detail));
     }
     let occurred_at = ticket_event.occurred_at();
-    if occurred_at.timestamp_micros() != event.occurred_at.timestamp_micros() {
+    // The column keeps microseconds, rounded from the payload's time by the database, so they
+    // agree when they are less than a microsecond apart.
+    if (occurred_at - event.occurred_at).num_nanoseconds().is_none_or(|apart| apart.abs() >= 1_000) {
         let detail = format!(
             "в столбце {}, в содержимом {}",
             crate::source::format_time(event.occurred_at),
@@ -432,6 +434,29 @@ mod tests {
         assert_eq!(findings[0].sequence, Some(4));
         assert_eq!(findings[0].detail, "после № 2 идёт № 4: пропущен № 3");
         assert_eq!(findings[1].detail, "после № 3 идёт № 7: пропущены № 4–6");
+    }
+
+    /// Checks a comment whose payload time is `payload_at` and whose column time is `column_at`.
+    fn timed_comment(payload_at: &str, column_at: &str) -> Vec<FindingKind> {
+        let mut comment = event(2);
+        let payload = serde_json::json!({ "TicketCommented": { "author": "a", "text": "t", "occurred_at": payload_at } });
+        comment.payload_text = payload.to_string();
+        comment.payload = Ok(payload);
+        comment.occurred_at = column_at.parse().expect("column time");
+        let mut findings = Vec::new();
+        check_event(&comment, false, &mut findings);
+        findings.into_iter().map(|finding| finding.kind).collect()
+    }
+
+    #[test]
+    fn business_time_column_may_round_to_the_microsecond() {
+        // The databases round nanoseconds to microseconds, also upwards.
+        assert_eq!(timed_comment("2026-12-05T07:48:28.382693750Z", "2026-12-05T07:48:28.382694Z"), vec![]);
+        assert_eq!(timed_comment("2026-12-05T07:48:28.382693250Z", "2026-12-05T07:48:28.382693Z"), vec![]);
+        assert_eq!(
+            timed_comment("2026-12-05T07:48:28.382693Z", "2026-12-05T07:48:28.382695Z"),
+            vec![FindingKind::OccurredAtMismatch]
+        );
     }
 
     #[test]
