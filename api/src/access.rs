@@ -22,11 +22,13 @@ use opencity_domain::ticket::TicketCommand;
 use chrono::Utc;
 use opencity_projections::TicketView;
 use opencity_store::audit::PersonalDataRead;
+use opencity_store::personal;
 use opencity_store::Store;
 use uuid::Uuid;
 
 use crate::auth::Principal;
 use crate::errors::ApiError;
+use crate::graphql::types::EventRecord;
 
 /// Code of an operation the token's role may not run.
 pub const FORBIDDEN: &str = "FORBIDDEN";
@@ -103,17 +105,71 @@ pub fn sees_personal_data(principal: Option<&Principal>) -> bool {
 }
 
 /// Tells whether a payload contains personal data or free text that [`hide_personal_data`]
-/// would replace. It runs for every delivered event, so it scans without copying.
+/// would replace, other than the marks of hidden, erased or unreadable texts. It runs for every
+/// delivered event, so it scans without copying.
 pub fn has_personal_data(payload: &serde_json::Value) -> bool {
     match payload {
         serde_json::Value::Object(fields) => fields.iter().any(|(key, value)| {
             if is_personal(key, value) {
-                !value.is_null() && value.as_str() != Some(HIDDEN)
+                contains_readable_text(value)
             } else {
                 has_personal_data(value)
             }
         }),
         serde_json::Value::Array(items) => items.iter().any(has_personal_data),
+        _ => false,
+    }
+}
+
+/// Tells whether a personal value contains a readable text. The requester's resident id is not
+/// counted: it is the pseudonymous key of access scopes, not something to read.
+fn contains_readable_text(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(text) => ![HIDDEN, personal::ERASED, personal::UNREADABLE].contains(&text.as_str()),
+        serde_json::Value::Object(fields) => {
+            fields.iter().any(|(key, field)| key != "resident_id" && contains_readable_text(field))
+        }
+        serde_json::Value::Array(items) => items.iter().any(contains_readable_text),
+        serde_json::Value::Null | serde_json::Value::Bool(_) | serde_json::Value::Number(_) => false,
+    }
+}
+
+/// Makes event records of one ticket readable for the principal: analysts get personal data
+/// hidden; everyone else gets the sealed texts opened (or marked as erased), and a read of
+/// personal data by anyone but the resident is recorded under `field`. A read that cannot be
+/// recorded fails.
+pub async fn disclose(
+    store: &Store,
+    principal: Option<&Principal>,
+    ticket_id: Uuid,
+    field: &str,
+    records: &mut [EventRecord],
+) -> Result<(), ApiError> {
+    if !sees_personal_data(principal) {
+        for record in records.iter_mut() {
+            hide_personal_data(&mut record.payload.0);
+        }
+    }
+    let mut payloads: Vec<&mut serde_json::Value> = records.iter_mut().map(|record| &mut record.payload.0).collect();
+    store.open_personal_data(&ticket_id.to_string(), &mut payloads).await.map_err(|error| {
+        tracing::error!(%ticket_id, error.cause_chain = ?error, "opening personal data failed");
+        ApiError::internal()
+    })?;
+    for record in records.iter_mut() {
+        record.personal_data_erased = contains_text(&record.payload.0, personal::ERASED);
+    }
+    if records.iter().any(|record| has_personal_data(&record.payload.0)) {
+        record_read(store, principal, ticket_id, field).await?;
+    }
+    Ok(())
+}
+
+/// Tells whether `text` is one of the strings of `value`.
+fn contains_text(value: &serde_json::Value, text: &str) -> bool {
+    match value {
+        serde_json::Value::String(value) => value == text,
+        serde_json::Value::Object(fields) => fields.values().any(|field| contains_text(field, text)),
+        serde_json::Value::Array(items) => items.iter().any(|item| contains_text(item, text)),
         _ => false,
     }
 }
@@ -232,6 +288,9 @@ mod tests {
         assert_eq!(body["reason"], "duplicate");
 
         assert!(!has_personal_data(&payload));
+
+        let erased = json!({ "requester": { "name": personal::ERASED, "phone": null, "resident_id": "res-1" } });
+        assert!(!has_personal_data(&erased));
 
         let mut rejected = json!({ "CompletionRejected": { "reason": "Кран так и течёт" } });
         assert!(has_personal_data(&rejected));

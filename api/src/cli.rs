@@ -45,6 +45,28 @@ pub enum Command {
     Projections(ProjectionsArgs),
     /// Токены доступа к API: выпуск, список, отзыв.
     Tokens(TokensArgs),
+    /// Персональные данные жителей: удаление по требованию жителя (152-ФЗ).
+    Residents(ResidentsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ResidentsArgs {
+    #[command(subcommand)]
+    pub command: ResidentsCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ResidentsCommand {
+    /// Удалить персональные данные жителя: уничтожить его ключи шифрования. Имя, телефон,
+    /// e-mail, помещение и тексты его заявок перестают читаться везде; статистика и журнал
+    /// не меняются.
+    Forget {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Идентификатор жителя (residentId заявки) или `ticket:<UUID заявки>` для заявки,
+        /// поданной без идентификатора жителя.
+        id: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -327,6 +349,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Tokens(TokensArgs { command }) => run_tokens(command).await,
+        Command::Residents(ResidentsArgs {
+            command: ResidentsCommand::Forget { store, id },
+        }) => forget_resident(&store, &id).await,
         Command::Keys(KeysArgs {
             command: KeysCommand::Generate { out },
         }) => {
@@ -402,6 +427,47 @@ async fn run_tokens(command: TokensCommand) -> anyhow::Result<ExitCode> {
                 eprintln!("Действующего токена {id} нет: проверьте идентификатор в `opencity tokens list`.");
                 Ok(ExitCode::from(2))
             }
+        }
+    }
+}
+
+/// Erases a resident's personal data. Exits 0 when the data is erased now or was before, 2
+/// when the id is malformed or has no keys.
+async fn forget_resident(args: &StoreArgs, id: &str) -> anyhow::Result<ExitCode> {
+    let id = id.trim();
+    let malformed_ticket = id
+        .strip_prefix("ticket:")
+        .is_some_and(|ticket| uuid::Uuid::parse_str(ticket).is_err());
+    if id.is_empty() || malformed_ticket {
+        eprintln!(
+            "Идентификатор «{id}» не подходит: укажите residentId жителя или ticket:<UUID заявки> \
+             для заявки без идентификатора жителя."
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let store = open_store(args).await?;
+    let erasure = store.forget_resident(id, chrono::Utc::now()).await?;
+    match (erasure.keys_erased, erasure.erased_at) {
+        (0, None) => {
+            eprintln!(
+                "У «{id}» нет ключей: по нему не подано ни одной заявки с персональными данными. \
+                 Проверьте идентификатор: residentId из заявки или ticket:<UUID заявки>."
+            );
+            Ok(ExitCode::from(2))
+        }
+        (0, Some(at)) => {
+            println!("Персональные данные «{id}» уже удалены {}.", at.format("%Y-%m-%d %H:%M UTC"));
+            Ok(ExitCode::SUCCESS)
+        }
+        (keys, _) => {
+            println!(
+                "Персональные данные «{id}» удалены: уничтожено ключей — {keys}. Имя, телефон, e-mail, \
+                 помещение и тексты заявок теперь везде показываются как «{}». Журнал не изменён, \
+                 статистика прежняя, opencity-replay verify проходит. Резервные копии базы, сделанные \
+                 раньше, ещё содержат ключи.",
+                opencity_store::personal::ERASED
+            );
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

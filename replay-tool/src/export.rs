@@ -1,8 +1,10 @@
 //! `export`: the log as JSON Lines, byte-identical for the same log (see `docs/export-format.md`).
 
+use std::collections::HashSet;
 use std::io::Write;
 
 use serde::Serialize;
+use uuid::Uuid;
 
 use crate::source::{format_time, LogEvent, LogSource, SourceError};
 
@@ -23,6 +25,22 @@ struct ExportLine<'a> {
     metadata: &'a str,
     prev_hash: Option<&'a str>,
     hash: Option<&'a str>,
+    /// `encrypted` when the payload has sealed personal data, `erased` when any of it was
+    /// erased, `None` when it has none.
+    personal_data: Option<&'static str>,
+}
+
+/// What the sealed personal data of a payload is now: `None` when it has none.
+pub fn personal_data_state(event: &LogEvent, erased_keys: &HashSet<Uuid>) -> Option<&'static str> {
+    let payload = event.payload.as_ref().ok()?;
+    let keys = opencity_store::personal::sealed_key_ids(payload);
+    if keys.is_empty() {
+        None
+    } else if keys.iter().any(|key| erased_keys.contains(key)) {
+        Some("erased")
+    } else {
+        Some("encrypted")
+    }
 }
 
 /// Failures of `export`.
@@ -44,6 +62,7 @@ pub async fn export(
     to: Option<i64>,
     output: &mut impl Write,
 ) -> Result<u64, ExportError> {
+    let erased_keys = source.erased_key_ids().await?;
     let mut written = 0_u64;
     let mut failure: Option<ExportError> = None;
     source
@@ -53,7 +72,7 @@ pub async fn export(
             {
                 return true;
             }
-            match write_line(&event, output) {
+            match write_line(&event, &erased_keys, output) {
                 Ok(()) => {
                     written += 1;
                     true
@@ -72,7 +91,7 @@ pub async fn export(
     Ok(written)
 }
 
-fn write_line(event: &LogEvent, output: &mut impl Write) -> Result<(), ExportError> {
+fn write_line(event: &LogEvent, erased_keys: &HashSet<Uuid>, output: &mut impl Write) -> Result<(), ExportError> {
     let line = ExportLine {
         position: event.position,
         stream_type: &event.stream_type,
@@ -86,6 +105,7 @@ fn write_line(event: &LogEvent, output: &mut impl Write) -> Result<(), ExportErr
         metadata: &event.metadata_text,
         prev_hash: event.prev_hash.as_deref(),
         hash: event.hash.as_deref(),
+        personal_data: personal_data_state(event, erased_keys),
     };
     serde_json::to_writer(&mut *output, &line)?;
     output.write_all(b"\n")?;

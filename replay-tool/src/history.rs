@@ -9,6 +9,7 @@ use opencity_domain::TicketStatus;
 use opencity_projections::{apply_event, TicketView};
 use serde::Serialize;
 
+use crate::export::personal_data_state;
 use crate::replay::decode_ticket_event;
 use crate::source::{format_time, LogSource, SourceError};
 
@@ -26,6 +27,9 @@ pub struct HistoryStep {
     pub status: Option<String>,
     /// SLA state after the event, in Russian.
     pub sla: String,
+    /// `encrypted` or `erased` when the event has residents' personal data, see
+    /// [`personal_data_state`].
+    pub personal_data: Option<&'static str>,
 }
 
 /// The timeline of one ticket.
@@ -61,6 +65,7 @@ pub async fn history(source: &LogSource, ticket: &str) -> Result<History, Histor
     let ticket_id = first.stream_id.clone();
     let uuid = uuid::Uuid::parse_str(&ticket_id).unwrap_or_default();
 
+    let erased_keys = source.erased_key_ids().await?;
     let mut views: BTreeMap<uuid::Uuid, TicketView> = BTreeMap::new();
     let mut steps = Vec::with_capacity(events.len());
     for event in &events {
@@ -85,6 +90,7 @@ pub async fn history(source: &LogSource, ticket: &str) -> Result<History, Histor
             metadata: metadata_map(event.metadata.as_ref().ok()),
             status,
             sla,
+            personal_data: personal_data_state(event, &erased_keys),
         });
     }
 
@@ -235,6 +241,9 @@ pub fn render(history: &History) -> String {
             ));
         }
         out.push_str(&format!("  SLA: {}\n", step.sla));
+        if step.personal_data == Some("erased") {
+            out.push_str(&format!("  Персональные данные: {}\n", opencity_store::personal::ERASED));
+        }
     }
     out
 }

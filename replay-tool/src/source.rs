@@ -4,7 +4,7 @@
 //! opens its own pools instead: PostgreSQL sessions run with `default_transaction_read_only`,
 //! and SQLite is opened read-only and never created.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -352,6 +352,35 @@ impl LogSource {
             }
         };
         Ok(tx.map(|tx| LogCheckpoint { tx, position }))
+    }
+
+    /// Returns the ids of the residents' keys that were erased (`opencity residents forget`).
+    /// A database from before personal data was encrypted has none.
+    pub async fn erased_key_ids(&self) -> Result<HashSet<Uuid>, SourceError> {
+        const ERASED: &str = "SELECT key_id FROM resident_keys WHERE erased_at IS NOT NULL";
+        let ids: Vec<String> = match self {
+            LogSource::Postgres { pool, .. } => {
+                let exists: bool = sqlx::query_scalar("SELECT to_regclass('resident_keys') IS NOT NULL")
+                    .fetch_one(pool)
+                    .await?;
+                if !exists {
+                    return Ok(HashSet::new());
+                }
+                sqlx::query_scalar(ERASED).fetch_all(pool).await?
+            }
+            LogSource::Sqlite { pool, .. } => {
+                let exists: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'resident_keys')",
+                )
+                .fetch_one(pool)
+                .await?;
+                if !exists {
+                    return Ok(HashSet::new());
+                }
+                sqlx::query_scalar(ERASED).fetch_all(pool).await?
+            }
+        };
+        Ok(ids.iter().filter_map(|id| Uuid::parse_str(id).ok()).collect())
     }
 
     /// Returns the stream id of the ticket registered with `external_id`, if any.

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::error::{CommandError, StoreError};
 use crate::execute::{outcome_from, Decision, StreamState};
 use crate::model::{CommandMetadata, CommandOutcome};
+use crate::personal::{self, needs_sealing};
 use crate::store::{Backend, Store};
 
 /// Streams whose events a bulk execution appends in one transaction.
@@ -28,7 +29,8 @@ impl Store {
     /// events of up to 100 streams are appended in one transaction. Lists for the same ticket
     /// run in their order in the batch, with the semantics of `execute` each: a domain error
     /// rejects only its own list, and idempotency keys are honoured, also between lists of
-    /// the batch. Returns one result per item, in the batch's order.
+    /// the batch. Personal texts are sealed as `execute` seals them, with the keys of a chunk
+    /// fetched together. Returns one result per item, in the batch's order.
     ///
     /// If a shared transaction fails (a concurrent writer, a deadlock, a lost connection), its
     /// items are executed again one by one, so every item ends with its own result.
@@ -70,14 +72,41 @@ impl Store {
                 .await;
 
         let mut decided: Vec<(usize, Uuid, Result<Decision, TicketError>)> = Vec::new();
-        let mut new_events: Vec<SerializedEvent> = Vec::new();
+        // The decided events of each stream that has any, with the stream's key subject.
+        let mut pending: Vec<(Uuid, String, Vec<EventEnvelope<Ticket>>)> = Vec::new();
         for (group, history) in chunk.iter().zip(histories) {
             let mut state = StreamState::new(group.ticket_id, history?);
             for (index, commands, metadata) in &group.items {
                 let decision = state.decide(commands.clone(), metadata, services);
                 decided.push((*index, group.ticket_id, decision));
             }
-            for envelope in state.pending() {
+            if !state.pending().is_empty() {
+                let subject = personal::key_subject(
+                    group.ticket_id,
+                    state.stored_events().chain(state.pending().iter().map(|envelope| &envelope.payload)),
+                );
+                pending.push((group.ticket_id, subject, state.pending().to_vec()));
+            }
+        }
+
+        // One key lookup for the whole chunk, for the streams with texts to seal.
+        let subjects: Vec<String> = pending
+            .iter_mut()
+            .filter_map(|(_, subject, envelopes)| {
+                needs_sealing(envelopes.iter_mut().map(|envelope| &mut envelope.payload)).then_some(&*subject)
+            })
+            .cloned()
+            .collect();
+        let keys = self.keys_in_force(&subjects).await?;
+        let mut new_events: Vec<SerializedEvent> = Vec::new();
+        for (ticket_id, subject, mut envelopes) in pending {
+            if let Some(key) = keys.get(&subject) {
+                let stream_id = ticket_id.to_string();
+                for envelope in &mut envelopes {
+                    personal::seal_events(key, &stream_id, std::slice::from_mut(&mut envelope.payload));
+                }
+            }
+            for envelope in &envelopes {
                 new_events.push(SerializedEvent::try_from(envelope)?);
             }
         }

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::error::{CommandError, StoreError};
 use crate::model::{CommandMetadata, CommandOutcome, LogCheckpoint, IDEMPOTENCY_KEY};
+use crate::personal;
 use crate::store::{Backend, Store};
 
 /// Attempts of one command before it fails with [`CommandError::Conflict`].
@@ -61,6 +62,11 @@ impl StreamState {
 
     pub(crate) fn pending(&self) -> &[EventEnvelope<Ticket>] {
         &self.history[self.stored..]
+    }
+
+    /// Returns the events of the stream as loaded, without the decided ones.
+    pub(crate) fn stored_events(&self) -> impl Iterator<Item = &TicketEvent> {
+        self.history[..self.stored].iter().map(|envelope| &envelope.payload)
     }
 
     /// Decides a command list in order, each command seeing the events of the ones before.
@@ -126,7 +132,8 @@ impl StreamState {
 
 impl Store {
     /// Executes `commands` on one ticket as a unit: loads the stream, decides every command in
-    /// order in memory, and appends all resulting events in one transaction with `metadata`.
+    /// order in memory, seals the personal texts of the new events with the resident's key
+    /// (see [`personal`]), and appends them in one transaction with `metadata`.
     ///
     /// A domain error on any command appends nothing. A concurrent append to the same stream
     /// makes the command run again on the reloaded stream, at most [`MAX_ATTEMPTS`] times in
@@ -171,10 +178,11 @@ impl Store {
             let decision = state.decide(commands.clone(), metadata, services)?;
 
             if !decision.replayed && decision.appended > 0 {
-                let new_events = state
-                    .pending()
-                    .iter()
-                    .map(|envelope| envelope.payload.clone());
+                let mut new_events: Vec<TicketEvent> =
+                    state.pending().iter().map(|envelope| envelope.payload.clone()).collect();
+                let subject =
+                    personal::key_subject(ticket_id, state.stored_events().chain(&new_events));
+                self.seal_new_events(ticket_id, subject, &mut new_events).await?;
                 let context = EventStoreAggregateContext {
                     aggregate_id: stream_id.clone(),
                     aggregate: before,
@@ -182,7 +190,7 @@ impl Store {
                     current_snapshot: None,
                 };
                 match events
-                    .commit(new_events.collect(), context, metadata.to_map())
+                    .commit(new_events, context, metadata.to_map())
                     .await
                 {
                     Ok(_) => self.notify_appended(),

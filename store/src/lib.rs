@@ -18,6 +18,7 @@
 //! - [`sqlite`]: the SQLite schema, log reads and [`SqliteEventRepository`], our cqrs-es
 //!   repository for SQLite.
 //! - [`audit`]: the record of who read residents' personal data.
+//! - [`personal`]: residents' personal data, encrypted with a key per resident, and its erasure.
 //! - [`testing`]: temporary databases for tests.
 //! - [`tokens`]: API tokens, stored as hashes of their secrets.
 
@@ -31,6 +32,7 @@ mod postgres;
 pub mod sqlite;
 mod store;
 pub mod audit;
+pub mod personal;
 pub mod testing;
 pub mod tokens;
 

@@ -203,6 +203,7 @@ pub(crate) async fn open(url: &str) -> Result<PgPool, StoreError> {
     sqlx::raw_sql(SCHEMA).execute(&pool).await?;
     sqlx::raw_sql(crate::tokens::SCHEMA).execute(&pool).await?;
     sqlx::raw_sql(crate::audit::SCHEMA).execute(&pool).await?;
+    sqlx::raw_sql(crate::personal::SCHEMA).execute(&pool).await?;
     Ok(pool)
 }
 

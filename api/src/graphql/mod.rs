@@ -6,7 +6,7 @@ pub mod localize;
 mod mutation;
 mod query;
 mod subscription;
-mod types;
+pub(crate) mod types;
 
 use std::sync::Arc;
 

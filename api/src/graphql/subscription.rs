@@ -79,14 +79,13 @@ impl SubscriptionRoot {
                         return None;
                     }
                 }
-                let mut record = EventRecord::from_stored(&applied.event);
-                if access::has_personal_data(&record.payload.0) {
-                    // A read that cannot be recorded is not delivered.
-                    access::record_read(&state.store, principal.as_ref(), applied.ticket_id, "Subscription.ticketEvents").await.ok()?;
-                }
-                if !access::sees_personal_data(principal.as_ref()) {
-                    access::hide_personal_data(&mut record.payload.0);
-                }
+                let mut records = [EventRecord::from_stored(&applied.event)];
+                // An event whose personal data cannot be opened, or whose read cannot be
+                // recorded, is not delivered.
+                access::disclose(&state.store, principal.as_ref(), applied.ticket_id, "Subscription.ticketEvents", &mut records)
+                    .await
+                    .ok()?;
+                let [record] = records;
                 Some(record)
             }
         });

@@ -152,14 +152,7 @@ impl TicketGql {
             })?;
         let mut records: Vec<EventRecord> = events.iter().map(EventRecord::from_stored).collect();
         let principal = crate::access::principal(ctx);
-        if records.iter().any(|record| crate::access::has_personal_data(&record.payload.0)) {
-            crate::access::record_read(&state.store, principal, self.0.id, "Ticket.events").await?;
-        }
-        if !crate::access::sees_personal_data(principal) {
-            for record in &mut records {
-                crate::access::hide_personal_data(&mut record.payload.0);
-            }
-        }
+        crate::access::disclose(&state.store, principal, self.0.id, "Ticket.events", &mut records).await?;
         Ok(records)
     }
 }
@@ -186,6 +179,9 @@ pub struct EventRecord {
     pub payload: async_graphql::Json<serde_json::Value>,
     /// Метаданные: кто, по какому каналу, ключ идемпотентности (JSON).
     pub metadata: async_graphql::Json<serde_json::Value>,
+    /// Персональные данные события удалены по требованию жителя: вместо них в содержимом стоит
+    /// отметка «[удалено по требованию жителя]».
+    pub personal_data_erased: bool,
 }
 
 #[ComplexObject]
@@ -208,6 +204,7 @@ impl EventRecord {
             recorded_at: event.recorded_at,
             payload: async_graphql::Json(inner_payload(&event.payload)),
             metadata: async_graphql::Json(event.metadata.clone()),
+            personal_data_erased: false,
         }
     }
 }

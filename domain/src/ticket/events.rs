@@ -62,6 +62,42 @@ impl TicketEvent {
     }
 }
 
+impl TicketEvent {
+    /// Returns the event's texts that are a requester's personal data or free text that may
+    /// contain it: the requester's name, phone and e-mail, the premises, descriptions, notes,
+    /// comments and reasons written by people. The store encrypts exactly these. The
+    /// requester's resident id stays readable, because access scopes are decided by it.
+    pub fn personal_texts_mut(&mut self) -> Vec<&mut String> {
+        match self {
+            TicketEvent::TicketRegistered(e) => {
+                let requester = &mut e.requester;
+                [&mut requester.name, &mut requester.phone, &mut requester.email, &mut e.premises]
+                    .into_iter()
+                    .filter_map(Option::as_mut)
+                    .chain(std::iter::once(&mut e.description))
+                    .collect()
+            }
+            TicketEvent::WorkSuspended(e) => vec![&mut e.reason],
+            TicketEvent::CompletionReported(e) => e.note.as_mut().into_iter().collect(),
+            TicketEvent::CompletionRejected(e) => vec![&mut e.reason],
+            TicketEvent::TicketCommented(e) => vec![&mut e.author, &mut e.text],
+            TicketEvent::TicketEscalated(e) => vec![&mut e.reason],
+            TicketEvent::TicketCancelled(e) => e.note.as_mut().into_iter().collect(),
+            TicketEvent::TicketClassified(_)
+            | TicketEvent::TicketRouted(_)
+            | TicketEvent::TicketAccepted(_)
+            | TicketEvent::ContractorAssigned(_)
+            | TicketEvent::WorkStarted(_)
+            | TicketEvent::WorkResumed(_)
+            | TicketEvent::CompletionConfirmed(_)
+            | TicketEvent::TicketRated(_)
+            | TicketEvent::TicketClosed(_)
+            | TicketEvent::DeadlinePassed(_)
+            | TicketEvent::DataAnomalyFlagged(_) => Vec::new(),
+        }
+    }
+}
+
 impl DomainEvent for TicketEvent {
     fn event_type(&self) -> String {
         let name = match self {

@@ -145,6 +145,9 @@ impl SqliteDatabase {
         sqlx::raw_sql(crate::audit::SCHEMA)
             .execute(&mut *write.transaction)
             .await?;
+        sqlx::raw_sql(crate::personal::SCHEMA)
+            .execute(&mut *write.transaction)
+            .await?;
         let has_hash: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM pragma_table_info('events') WHERE name = 'hash')",
         )
