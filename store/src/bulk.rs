@@ -175,12 +175,11 @@ impl Store {
         envelopes.map_err(BulkError::from)
     }
 
-    /// Appends events of several streams in one transaction through the backend's repository.
+    /// Appends events of several streams in one transaction: with multi-row inserts on
+    /// PostgreSQL, through the repository on SQLite.
     async fn persist(&self, events: &[SerializedEvent]) -> Result<(), PersistenceError> {
         match self.backend.as_ref() {
-            Backend::Postgres { repository, .. } => {
-                repository.persist::<Ticket>(events, None).await
-            }
+            Backend::Postgres { pool, .. } => crate::postgres::append_many(pool, events).await,
             Backend::Sqlite { repository, .. } => repository.persist::<Ticket>(events, None).await,
         }
     }

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use cqrs_es::persist::{PersistenceError, SerializedEvent};
 use sqlx::postgres::{PgPoolOptions, PgRow};
 use sqlx::{PgPool, Row};
 
@@ -205,6 +206,66 @@ pub(crate) async fn open(url: &str) -> Result<PgPool, StoreError> {
     sqlx::raw_sql(crate::audit::SCHEMA).execute(&pool).await?;
     sqlx::raw_sql(crate::personal::SCHEMA).execute(&pool).await?;
     Ok(pool)
+}
+
+/// Rows of one multi-row insert of [`append_many`]: 7 parameters each stay far below the limit
+/// of 65,535 parameters per statement.
+const APPEND_ROWS_PER_STATEMENT: usize = 1_000;
+
+/// Appends events of several streams in one transaction with multi-row inserts, where
+/// postgres-es sends one insert per event. The insert trigger computes each row's hash and reads
+/// the rows inserted before it by the same statement, so the chain is the same either way. A
+/// sequence that is already taken fails the whole transaction with `OptimisticLockError`.
+pub(crate) async fn append_many(pool: &PgPool, events: &[SerializedEvent]) -> Result<(), PersistenceError> {
+    let mut transaction = pool.begin().await.map_err(append_error)?;
+    for chunk in events.chunks(APPEND_ROWS_PER_STATEMENT) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|row| {
+                let first = row * 7;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    first + 1,
+                    first + 2,
+                    first + 3,
+                    first + 4,
+                    first + 5,
+                    first + 6,
+                    first + 7
+                )
+            })
+            .collect();
+        let insert = format!(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+             VALUES {}",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(&insert);
+        for event in chunk {
+            let sequence = i64::try_from(event.sequence)
+                .map_err(|_| PersistenceError::UnknownError(format!("sequence {} is out of range", event.sequence).into()))?;
+            query = query
+                .bind(&event.aggregate_type)
+                .bind(&event.aggregate_id)
+                .bind(sequence)
+                .bind(&event.event_type)
+                .bind(&event.event_version)
+                .bind(&event.payload)
+                .bind(&event.metadata);
+        }
+        query.execute(&mut *transaction).await.map_err(append_error)?;
+    }
+    transaction.commit().await.map_err(append_error)
+}
+
+fn append_error(error: sqlx::Error) -> PersistenceError {
+    let unique_violation = error
+        .as_database_error()
+        .is_some_and(|database| database.code().as_deref() == Some("23505"));
+    if unique_violation {
+        PersistenceError::OptimisticLockError
+    } else {
+        PersistenceError::from(StoreError::from(error))
+    }
 }
 
 pub(crate) async fn read_log(

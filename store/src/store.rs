@@ -31,15 +31,15 @@ pub struct Store {
     appended: Arc<Notify>,
 }
 
-/// The cqrs-es event store and repository of each backend. The repository is kept beside the
-/// event store because bulk appends write several streams through it in one transaction.
+/// The cqrs-es event store of each backend. On SQLite the repository is kept beside it, because
+/// bulk appends write several streams through it in one transaction. On PostgreSQL bulk appends
+/// use multi-row inserts of their own.
 // One value per store, behind an `Arc`, so the size difference between variants costs nothing.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Backend {
     Postgres {
         pool: PgPool,
         events: PersistedEventStore<PostgresEventRepository, Ticket>,
-        repository: PostgresEventRepository,
     },
     Sqlite {
         database: SqliteDatabase,
@@ -84,16 +84,11 @@ impl Store {
                 let events = PersistedEventStore::new_event_store(PostgresEventRepository::new(
                     pool.clone(),
                 ));
-                let repository = PostgresEventRepository::new(pool.clone());
                 Store {
                     config: Arc::new(config.clone()),
                     appended: Arc::new(Notify::new()),
                     pool: DbPool::Postgres(pool.clone()),
-                    backend: Arc::new(Backend::Postgres {
-                        pool,
-                        events,
-                        repository,
-                    }),
+                    backend: Arc::new(Backend::Postgres { pool, events }),
                 }
             }
             StoreConfig::Sqlite { data_dir } => {
