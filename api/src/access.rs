@@ -134,10 +134,10 @@ fn contains_readable_text(value: &serde_json::Value) -> bool {
     }
 }
 
-/// Makes event records of one ticket readable for the principal: analysts get personal data
-/// hidden; everyone else gets the sealed texts opened (or marked as erased), and a read of
-/// personal data by anyone but the resident is recorded under `field`. A read that cannot be
-/// recorded fails.
+/// Makes event records of one ticket readable for the principal. Analysts get personal data
+/// hidden, and everyone else gets the sealed texts opened or marked as erased. A read of
+/// personal data by anyone but the resident is recorded under `field`, and a read that cannot
+/// be recorded fails.
 pub async fn disclose(
     store: &Store,
     principal: Option<&Principal>,
@@ -151,10 +151,28 @@ pub async fn disclose(
         }
     }
     let mut payloads: Vec<&mut serde_json::Value> = records.iter_mut().map(|record| &mut record.payload.0).collect();
-    store.open_personal_data(&ticket_id.to_string(), &mut payloads).await.map_err(|error| {
+    open_payloads(store, ticket_id, &mut payloads).await?;
+    disclose_opened(store, principal, ticket_id, field, records).await
+}
+
+/// Opens the sealed texts of payloads of one ticket; see [`Store::open_personal_data`].
+pub async fn open_payloads(store: &Store, ticket_id: Uuid, payloads: &mut [&mut serde_json::Value]) -> Result<(), ApiError> {
+    store.open_personal_data(&ticket_id.to_string(), payloads).await.map_err(|error| {
         tracing::error!(%ticket_id, error.cause_chain = ?error, "opening personal data failed");
         ApiError::internal()
     })?;
+    Ok(())
+}
+
+/// Finishes [`disclose`] for records whose payloads are already opened: marks erased ones and
+/// records the read.
+pub async fn disclose_opened(
+    store: &Store,
+    principal: Option<&Principal>,
+    ticket_id: Uuid,
+    field: &str,
+    records: &mut [EventRecord],
+) -> Result<(), ApiError> {
     for record in records.iter_mut() {
         record.personal_data_erased = contains_text(&record.payload.0, personal::ERASED);
     }

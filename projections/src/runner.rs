@@ -54,6 +54,9 @@ pub(crate) const TABLES_KEY: i64 = 0x6f63_7473; // "octs"
 pub struct AppliedEvent {
     pub event: Arc<StoredEvent>,
     pub ticket_id: Uuid,
+    /// The payload with its personal data opened, filled by the first subscriber that needs it,
+    /// so that a thousand subscribers of one event cost one key lookup.
+    pub opened_payload: Arc<tokio::sync::OnceCell<serde_json::Value>>,
 }
 
 /// Errors of the projection runner.
@@ -350,7 +353,7 @@ impl ReadModel {
                 continue;
             }
             // A send error only means that no subscriber is connected.
-            let _ = self.applied.send(AppliedEvent { event: Arc::new(event), ticket_id });
+            let _ = self.applied.send(AppliedEvent { event: Arc::new(event), ticket_id, opened_payload: Arc::default() });
         }
     }
 

@@ -82,9 +82,23 @@ impl SubscriptionRoot {
                 let mut records = [EventRecord::from_stored(&applied.event)];
                 // An event whose personal data cannot be opened, or whose read cannot be
                 // recorded, is not delivered.
-                access::disclose(&state.store, principal.as_ref(), applied.ticket_id, "Subscription.ticketEvents", &mut records)
-                    .await
-                    .ok()?;
+                let field = "Subscription.ticketEvents";
+                if access::sees_personal_data(principal.as_ref()) {
+                    // Opened once for all subscribers of this server.
+                    let opened = applied
+                        .opened_payload
+                        .get_or_try_init(|| async {
+                            let mut payload = records[0].payload.0.clone();
+                            access::open_payloads(&state.store, applied.ticket_id, &mut [&mut payload]).await?;
+                            Ok::<_, crate::errors::ApiError>(payload)
+                        })
+                        .await
+                        .ok()?;
+                    records[0].payload.0 = opened.clone();
+                    access::disclose_opened(&state.store, principal.as_ref(), applied.ticket_id, field, &mut records).await.ok()?;
+                } else {
+                    access::disclose(&state.store, principal.as_ref(), applied.ticket_id, field, &mut records).await.ok()?;
+                }
                 let [record] = records;
                 Some(record)
             }
