@@ -16,6 +16,10 @@
 //! nothing. A schema executed in-process without the HTTP layer has no principal and is not
 //! restricted: only the server's own tools do that.
 
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
 use async_graphql::Context;
 use opencity_domain::access::Role;
 use opencity_domain::ticket::TicketCommand;
@@ -195,11 +199,23 @@ fn contains_text(value: &serde_json::Value, text: &str) -> bool {
 /// Records a read of a ticket's personal data. Reads by the resident, by in-process callers
 /// without a principal and by analysts (who get the data hidden) are not recorded. A read that
 /// cannot be recorded fails, so that no read goes unrecorded.
+///
+/// One token's reads of one ticket through one field are recorded once per
+/// [`READ_RECORD_WINDOW`] in this process: a dashboard with a thousand subscriptions on one token
+/// would otherwise write a thousand identical rows per event.
 pub async fn record_read(store: &Store, principal: Option<&Principal>, ticket_id: Uuid, field: &str) -> Result<(), ApiError> {
     let Some(principal) = principal else {
         return Ok(());
     };
     if matches!(principal.role, Role::Resident | Role::Analyst) {
+        return Ok(());
+    }
+
+    let slot = recent_read_slot(principal.token_id, ticket_id, field);
+    // Concurrent reads of one key wait for the first one's write, so none is delivered before
+    // its read is recorded.
+    let mut last_recorded = slot.lock().await;
+    if last_recorded.is_some_and(|at: Instant| at.elapsed() < READ_RECORD_WINDOW) {
         return Ok(());
     }
     let read = PersonalDataRead {
@@ -213,7 +229,32 @@ pub async fn record_read(store: &Store, principal: Option<&Principal>, ticket_id
     store.record_personal_data_read(&read).await.map_err(|error| {
         tracing::error!(%ticket_id, token = %principal.token_id, %error, "recording a personal data read failed");
         ApiError::internal()
-    })
+    })?;
+    *last_recorded = Some(Instant::now());
+    Ok(())
+}
+
+/// How long a recorded read covers the same token's later reads of the same ticket and field.
+pub const READ_RECORD_WINDOW: Duration = Duration::from_secs(60);
+
+/// Keys with their last recorded read above which the map is pruned of expired keys.
+const RECENT_READS_PRUNE_AT: usize = 10_000;
+
+type ReadKey = (Uuid, Uuid, String);
+type ReadSlot = Arc<tokio::sync::Mutex<Option<Instant>>>;
+
+/// Returns the slot of one token, ticket and field, which holds when its read was last recorded.
+fn recent_read_slot(token_id: Uuid, ticket_id: Uuid, field: &str) -> ReadSlot {
+    static RECENT_READS: LazyLock<Mutex<HashMap<ReadKey, ReadSlot>>> = LazyLock::new(Mutex::default);
+    let mut recent = RECENT_READS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if recent.len() >= RECENT_READS_PRUNE_AT {
+        // A slot that is locked has a read in flight and stays.
+        recent.retain(|_, slot| match slot.try_lock() {
+            Ok(last_recorded) => last_recorded.is_some_and(|at| at.elapsed() < READ_RECORD_WINDOW),
+            Err(_) => true,
+        });
+    }
+    recent.entry((token_id, ticket_id, field.to_string())).or_default().clone()
 }
 
 /// Rejects roles other than auditors and administrators.
@@ -285,6 +326,27 @@ pub fn hide_personal_data(payload: &mut serde_json::Value) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[tokio::test]
+    async fn repeated_reads_are_recorded_once() {
+        let (_dir, config) = opencity_store::testing::temp_sqlite();
+        let store = Store::open(&config).await.expect("store opens");
+        let principal = Principal { token_id: Uuid::new_v4(), role: Role::Dispatcher, subject: "Вахитовский".to_string() };
+        let ticket_id = Uuid::new_v4();
+
+        let reads = (0..50).map(|_| record_read(&store, Some(&principal), ticket_id, "Subscription.ticketEvents"));
+        for result in futures::future::join_all(reads).await {
+            result.expect("read recorded");
+        }
+        record_read(&store, Some(&principal), ticket_id, "Ticket.events").await.expect("read recorded");
+        let resident = Principal { role: Role::Resident, ..principal.clone() };
+        record_read(&store, Some(&resident), ticket_id, "Ticket.events").await.expect("own read");
+
+        let recorded = store.personal_data_reads(Some(ticket_id), 100).await.expect("reads listed");
+        let mut fields: Vec<&str> = recorded.iter().map(|read| read.field.as_str()).collect();
+        fields.sort();
+        assert_eq!(fields, ["Subscription.ticketEvents", "Ticket.events"]);
+    }
 
     #[test]
     fn personal_data_is_hidden() {
