@@ -7,7 +7,8 @@
 #
 # Variables: LOAD_SECONDS (60), CONNECTIONS (16), THREADS (2), SUBSCRIBERS (5),
 # RSS_INTERVAL (seconds between memory samples, 5), PORT (default: a free port),
-# DEMO_TICKETS (3000). Exits with 1 when a response was not 2xx, carried GraphQL errors, or a
+# DEMO_TICKETS (3000), READ_ONLY (1 sends only queries, to watch memory without new data).
+# Exits with 1 when a response was not 2xx, carried GraphQL errors, or a
 # subscriber saw an error; memory is reported, not judged.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"

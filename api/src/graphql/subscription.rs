@@ -79,6 +79,9 @@ impl SubscriptionRoot {
                         return None;
                     }
                 }
+                // NOTE: the key lookup and the read record below wait for the database, and
+                // under a write-heavy load on SQLite a subscriber can fall behind the broadcast
+                // channel and skip events (see the mixed load in docs/benchmarks.md).
                 let mut records = [EventRecord::from_stored(&applied.event)];
                 // An event whose personal data cannot be opened, or whose read cannot be
                 // recorded, is not delivered.
