@@ -154,46 +154,41 @@ pub async fn disclose(
             hide_personal_data(&mut record.payload.0);
         }
     }
-    let mut payloads: Vec<&mut serde_json::Value> = records.iter_mut().map(|record| &mut record.payload.0).collect();
-    open_payloads(store, ticket_id, &mut payloads).await?;
-    disclose_opened(store, principal, ticket_id, field, records).await
+    open_records(store, ticket_id, records).await?;
+    record_reads_of(store, principal, ticket_id, field, records).await
 }
 
-/// Opens the sealed texts of payloads of one ticket; see [`Store::open_personal_data`].
-pub async fn open_payloads(store: &Store, ticket_id: Uuid, payloads: &mut [&mut serde_json::Value]) -> Result<(), ApiError> {
-    store.open_personal_data(&ticket_id.to_string(), payloads).await.map_err(|error| {
-        tracing::error!(%ticket_id, error.cause_chain = ?error, "opening personal data failed");
-        ApiError::internal()
-    })?;
+/// Opens the sealed texts of records of one ticket with one key lookup, and marks the records
+/// whose texts were erased.
+pub async fn open_records(store: &Store, ticket_id: Uuid, records: &mut [EventRecord]) -> Result<(), ApiError> {
+    let ring = {
+        let payloads: Vec<&serde_json::Value> = records.iter().map(|record| &record.payload.0).collect();
+        store.key_ring(&payloads).await.map_err(|error| {
+            tracing::error!(%ticket_id, error.cause_chain = ?error, "reading residents' keys failed");
+            ApiError::internal()
+        })?
+    };
+    let stream_id = ticket_id.to_string();
+    for record in records.iter_mut() {
+        let opened = personal::open_value(&ring, &stream_id, &mut record.payload.0);
+        record.personal_data_erased = opened.erased > 0;
+    }
     Ok(())
 }
 
-/// Finishes [`disclose`] for records whose payloads are already opened: marks erased ones and
-/// records the read.
-pub async fn disclose_opened(
+/// Records the principal's read under `field` when any of the opened records shows personal
+/// data.
+pub async fn record_reads_of(
     store: &Store,
     principal: Option<&Principal>,
     ticket_id: Uuid,
     field: &str,
-    records: &mut [EventRecord],
+    records: &[EventRecord],
 ) -> Result<(), ApiError> {
-    for record in records.iter_mut() {
-        record.personal_data_erased = contains_text(&record.payload.0, personal::ERASED);
-    }
     if records.iter().any(|record| has_personal_data(&record.payload.0)) {
         record_read(store, principal, ticket_id, field).await?;
     }
     Ok(())
-}
-
-/// Tells whether `text` is one of the strings of `value`.
-fn contains_text(value: &serde_json::Value, text: &str) -> bool {
-    match value {
-        serde_json::Value::String(value) => value == text,
-        serde_json::Value::Object(fields) => fields.values().any(|field| contains_text(field, text)),
-        serde_json::Value::Array(items) => items.iter().any(|item| contains_text(item, text)),
-        _ => false,
-    }
 }
 
 /// Records a read of a ticket's personal data. Reads by the resident, by in-process callers

@@ -54,9 +54,10 @@ pub(crate) const TABLES_KEY: i64 = 0x6f63_7473; // "octs"
 pub struct AppliedEvent {
     pub event: Arc<StoredEvent>,
     pub ticket_id: Uuid,
-    /// The payload with its personal data opened, filled by the first subscriber that needs it,
-    /// so that a thousand subscribers of one event cost one key lookup.
-    pub opened_payload: Arc<tokio::sync::OnceCell<serde_json::Value>>,
+    /// The payload with its personal data opened, and whether any of it was erased. The first
+    /// subscriber that needs it fills it, so a thousand subscribers of one event cost one key
+    /// lookup.
+    pub opened_payload: Arc<tokio::sync::OnceCell<(serde_json::Value, bool)>>,
 }
 
 /// Errors of the projection runner.

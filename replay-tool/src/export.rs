@@ -30,7 +30,7 @@ struct ExportLine<'a> {
     personal_data: Option<&'static str>,
 }
 
-/// What the sealed personal data of a payload is now: `None` when it has none.
+/// Returns the state of a payload's sealed personal data now, `None` when it has none.
 pub fn personal_data_state(event: &LogEvent, erased_keys: &HashSet<Uuid>) -> Option<&'static str> {
     let payload = event.payload.as_ref().ok()?;
     let keys = opencity_store::personal::sealed_key_ids(payload);

@@ -6,8 +6,8 @@
 //! text is encrypted with XChaCha20-Poly1305 (ChaCha20-Poly1305 with a 192-bit random nonce)
 //! under the resident's key. The ticket id is the associated data, so a sealed text copied into
 //! another ticket does not open. The domain types keep `String` fields, so folds,
-//! projections and the replay tool handle sealed texts as they are; only what shows the texts
-//! to people opens them ([`Store::open_personal_data`]).
+//! projections and the replay tool handle sealed texts as they are. Only what shows the texts
+//! to people opens them ([`open_value`] with a [`KeyRing`]).
 //!
 //! Keys live in `resident_keys`, one in force per subject: the requester's resident id, or
 //! `ticket:<ticket id>` for a ticket filed without one. Forgetting a subject
@@ -49,17 +49,17 @@ CREATE UNIQUE INDEX IF NOT EXISTS resident_keys_in_force ON resident_keys (subje
 /// The start of every sealed text.
 pub const SEALED_PREFIX: &str = "oc:pd:1:";
 
-/// What an erased text reads as.
+/// The marker that replaces an erased text.
 pub const ERASED: &str = "[удалено по требованию жителя]";
 
-/// What a sealed text reads as when its key is not in the database (a log copied without its
-/// keys) or the text does not open with it (changed after it was sealed).
+/// The marker that replaces a sealed text whose key is not in the database (a log copied
+/// without its keys) or which does not open with it (changed after it was sealed).
 pub const UNREADABLE: &str = "[не расшифровано: ключа нет в базе или текст повреждён]";
 
 const KEY_BYTES: usize = 32;
 const NONCE_BYTES: usize = 24;
 
-/// The key subject of a ticket filed without a resident id.
+/// Returns the key subject of a ticket filed without a resident id.
 pub fn ticket_subject(ticket_id: Uuid) -> String {
     format!("ticket:{ticket_id}")
 }
@@ -161,7 +161,7 @@ pub struct KeyRing {
     keys: HashMap<Uuid, Option<ResidentKey>>,
 }
 
-/// What the sealed texts of a value turned out to be once opened.
+/// Counts of the sealed texts of a value, by what opening them gave.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Opened {
     /// Sealed texts that were opened.
@@ -433,7 +433,7 @@ impl Store {
     /// the next read on, in every process.
     ///
     /// On SQLite the freed bytes are overwritten with zeros (`secure_delete`) and the write-ahead
-    /// log is checkpointed into the database file; on PostgreSQL the key table is rewritten
+    /// log is checkpointed into the database file. On PostgreSQL the key table is rewritten
     /// (`VACUUM FULL`), so that no old row version keeps a key. Backups taken before still
     /// hold the keys.
     pub async fn forget_resident(&self, subject: &str, now: DateTime<Utc>) -> Result<Erasure, StoreError> {
@@ -497,7 +497,7 @@ mod tests {
     }
 
     #[test]
-    fn sealed_text_opens_only_with_its_key_and_ticket() {
+    fn sealed_text_needs_key_and_ticket() {
         let key = key();
         let ticket = Uuid::new_v4().to_string();
         let sealed = key.seal(&ticket, "Течёт кран, кв. 17");

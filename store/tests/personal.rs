@@ -26,7 +26,7 @@ async fn postgres_personal_data_is_sealed_and_erased() {
     test.cleanup().await;
 }
 
-/// A registration of `resident` with a name and a phone.
+/// Returns a registration of `resident` with a name and a phone.
 fn register_for(ticket_id: Uuid, resident: Option<&str>) -> TicketCommand {
     let mut command = register(ticket_id, at(0));
     if let TicketCommand::Register(registration) = &mut command {

@@ -88,17 +88,19 @@ impl SubscriptionRoot {
                 let field = "Subscription.ticketEvents";
                 if access::sees_personal_data(principal.as_ref()) {
                     // Opened once for all subscribers of this server.
-                    let opened = applied
+                    let (payload, erased) = applied
                         .opened_payload
                         .get_or_try_init(|| async {
-                            let mut payload = records[0].payload.0.clone();
-                            access::open_payloads(&state.store, applied.ticket_id, &mut [&mut payload]).await?;
-                            Ok::<_, crate::errors::ApiError>(payload)
+                            let mut opened = [EventRecord::from_stored(&applied.event)];
+                            access::open_records(&state.store, applied.ticket_id, &mut opened).await?;
+                            let [opened] = opened;
+                            Ok::<_, crate::errors::ApiError>((opened.payload.0, opened.personal_data_erased))
                         })
                         .await
                         .ok()?;
-                    records[0].payload.0 = opened.clone();
-                    access::disclose_opened(&state.store, principal.as_ref(), applied.ticket_id, field, &mut records).await.ok()?;
+                    records[0].payload.0 = payload.clone();
+                    records[0].personal_data_erased = *erased;
+                    access::record_reads_of(&state.store, principal.as_ref(), applied.ticket_id, field, &records).await.ok()?;
                 } else {
                     access::disclose(&state.store, principal.as_ref(), applied.ticket_id, field, &mut records).await.ok()?;
                 }
