@@ -8,8 +8,10 @@
 # Variables: LOAD_SECONDS (60), CONNECTIONS (16), THREADS (2), SUBSCRIBERS (5),
 # RSS_INTERVAL (seconds between memory samples, 5), PORT (default: a free port),
 # DEMO_TICKETS (3000), READ_ONLY (1 sends only queries, to watch memory without new data).
-# Exits with 1 when a response was not 2xx, carried GraphQL errors, or a
-# subscriber saw an error; memory is reported, not judged.
+# Exits with 1 when a response was not 2xx, carried GraphQL errors, or a subscriber saw an
+# error or missed an event: each must have received every ticket event of the log from its
+# first one on, which the script counts in `opencity-replay export`. Memory is reported, not
+# judged. After a failure the server log and the data stay in the directory it names.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
@@ -25,7 +27,7 @@ if ! command -v wrk >/dev/null; then
   exit 2
 fi
 
-cargo build --release -p opencity-api 2>&1 | tail -n 1
+cargo build --release -p opencity-api -p opencity-replay-tool 2>&1 | tail -n 1
 # The bench binary is run directly: `cargo bench` would wait for the build lock while other
 # builds run, and the load would start without subscribers.
 BENCH="$(cargo bench -p opencity-api --bench engine --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*\))$/\1/p' | tail -n 1)"
@@ -35,6 +37,7 @@ if [ ! -x "$BENCH" ]; then
 fi
 
 WORK="$(mktemp -d)"
+KEEP_WORK=0
 SERVER=""
 SUBSCRIBER_PID=""
 SAMPLER=""
@@ -43,7 +46,7 @@ cleanup() {
     if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi
   done
   wait 2>/dev/null || true
-  rm -rf "$WORK"
+  if [ "$KEEP_WORK" -eq 0 ]; then rm -rf "$WORK"; else echo "# server log and data kept in $WORK" >&2; fi
 }
 trap cleanup EXIT
 
@@ -121,9 +124,47 @@ awk -F'\t' '{ t[NR] = $1; r[NR] = $2; if ($2 > max) max = $2 }
   "$WORK/rss.tsv"
 echo "# load after the run: $(uptime)"
 
+# Every subscriber must have received each ticket event of the log from its first one to the
+# last: SQLite numbers the log in commit order, so that is a count between two positions.
+kill "$SERVER" 2>/dev/null || true
+wait "$SERVER" 2>/dev/null || true
+SERVER=""
+target/release/opencity-replay --data-dir "$WORK/data" export --output "$WORK/log.jsonl"
+delivery="$(python3 - "$WORK/log.jsonl" "$WORK/subscribers.log" <<'PY'
+import json, re, sys
+positions = []
+with open(sys.argv[1], encoding="utf-8") as log:
+    for line in log:
+        event = json.loads(line)
+        if event["stream_type"] == "ticket":
+            positions.append(event["position"])
+positions.sort()
+last = positions[-1] if positions else None
+tallies = []
+for line in open(sys.argv[2], encoding="utf-8"):
+    m = re.match(r"subscriber=(\d+) received=(\d+) first=(\S+) last=(\S+)", line)
+    if m:
+        tallies.append(m.groups())
+firsts = [int(first) for _, _, first, _ in tallies if first != "none"]
+# A subscriber that received nothing should have received what the others did.
+earliest = min(firsts) if firsts else None
+missing = 0 if tallies else 1
+for index, received, first, last_received in tallies:
+    start = earliest if first == "none" else int(first)
+    expected = 0 if start is None else sum(1 for p in positions if p >= start)
+    if int(received) != expected or (start is not None and last_received != str(last)):
+        missing += 1
+        print(f"subscriber {index}: received {received} of {expected} events, last {last_received} of {last}", file=sys.stderr)
+print(f"subscribers_missing_events={missing} log_ticket_events={len(positions)}")
+PY
+)"
+echo "# $delivery"
+
 result_line="$(grep '^checked_responses=' "$WORK/wrk.txt" || true)"
-if [ -z "$result_line" ] || ! grep -q 'non_2xx=0 graphql_errors=0 socket_errors=0' <<<"$result_line" || [ "$subscribers_ok" -ne 0 ]; then
-  echo "FAILED: $result_line; subscriber exit code $subscribers_ok" >&2
+if [ -z "$result_line" ] || ! grep -q 'non_2xx=0 graphql_errors=0 socket_errors=0' <<<"$result_line" \
+  || [ "$subscribers_ok" -ne 0 ] || ! grep -q 'subscribers_missing_events=0 ' <<<"$delivery"; then
+  echo "FAILED: $result_line; subscriber exit code $subscribers_ok; $delivery" >&2
+  KEEP_WORK=1
   exit 1
 fi
-echo "OK: $result_line"
+echo "OK: $result_line; $delivery"

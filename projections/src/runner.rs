@@ -16,7 +16,7 @@
 //! notices the new generation and reloads its memory from the new tables without moving its
 //! checkpoint backwards and without publishing an event twice.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +27,7 @@ use opencity_store::{
 };
 use sqlx::postgres::PgListener;
 use sqlx::{Connection, PgConnection};
+use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch, Mutex, RwLock};
 use uuid::Uuid;
 
@@ -58,6 +59,116 @@ pub struct AppliedEvent {
     /// subscriber that needs it fills it, so a thousand subscribers of one event cost one key
     /// lookup.
     pub opened_payload: Arc<tokio::sync::OnceCell<(serde_json::Value, bool)>>,
+}
+
+/// The applied events in log order, each once, from the moment [`ReadModel::follow`] was called.
+///
+/// Live events come through a broadcast channel of 4,096 events. A follower that falls further
+/// behind (a slow WebSocket client, a delivery that waits for the database) is told by the
+/// channel how many it lost; it then reads the log from the last event it returned up to the
+/// projections' checkpoint at that moment, and goes back to the channel, skipping what it
+/// has already returned. The projections publish after moving the checkpoint, so every event
+/// past that checkpoint is still to come through the channel.
+pub struct AppliedFollower {
+    read_model: Arc<ReadModel>,
+    receiver: broadcast::Receiver<AppliedEvent>,
+    /// The checkpoint of the last event returned (or of the start).
+    delivered: LogCheckpoint,
+    /// While catching up from the log: how far it has been read and where to stop.
+    replay: Option<Replay>,
+    missed: VecDeque<AppliedEvent>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Replay {
+    read: LogCheckpoint,
+    until: LogCheckpoint,
+}
+
+impl AppliedFollower {
+    /// Returns the next applied event, or `None` once the read model is gone. A failing log
+    /// read is logged and retried, so the follower stalls rather than skips. Cancel-safe: a
+    /// future dropped before it completes has returned nothing and changed nothing that counts.
+    pub async fn next(&mut self) -> Option<AppliedEvent> {
+        let mut failures = 0u32;
+        loop {
+            if let Some(event) = self.missed.pop_front() {
+                self.delivered = event.event.checkpoint();
+                return Some(event);
+            }
+            if let Some(replay) = self.replay {
+                if replay.read >= replay.until {
+                    self.replay = None;
+                    continue;
+                }
+                match self.read_model.store.read_log(replay.read, BATCH_SIZE).await {
+                    Ok(events) => {
+                        failures = 0;
+                        self.take_missed(replay, events);
+                    }
+                    Err(error) => {
+                        failures += 1;
+                        let pause = retry_pause(failures);
+                        tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "subscriber cannot read the events it missed");
+                        tokio::time::sleep(pause).await;
+                    }
+                }
+                continue;
+            }
+            match self.receiver.recv().await {
+                Ok(event) => {
+                    if event.event.checkpoint() > self.delivered {
+                        self.delivered = event.event.checkpoint();
+                        return Some(event);
+                    }
+                }
+                Err(RecvError::Lagged(skipped)) => {
+                    let until = self.read_model.checkpoint();
+                    tracing::info!(
+                        skipped,
+                        from = self.delivered.position,
+                        until = until.position,
+                        "subscriber fell behind the channel; reading the missed events from the log"
+                    );
+                    self.replay = Some(Replay { read: self.delivered, until });
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// Queues the ticket events of one page of the log that are past what was returned and not
+    /// past the end of the replay, and moves the replay on.
+    fn take_missed(&mut self, replay: Replay, events: Vec<StoredEvent>) {
+        let Some(last) = events.last() else {
+            // The log has nothing more up to the checkpoint: nothing is missing.
+            self.replay = None;
+            return;
+        };
+        let read = last.checkpoint().min(replay.until);
+        for event in events {
+            let checkpoint = event.checkpoint();
+            if checkpoint > replay.until {
+                break;
+            }
+            if checkpoint <= self.delivered {
+                continue;
+            }
+            if let Some(ticket_id) = ticket_stream_id(&event) {
+                self.missed.push_back(AppliedEvent {
+                    event: Arc::new(event),
+                    ticket_id,
+                    opened_payload: Arc::default(),
+                });
+            }
+        }
+        self.replay = Some(Replay { read, until: replay.until });
+    }
+}
+
+/// Returns the pause before a follower's next attempt after `failures` failed log reads in a row.
+fn retry_pause(failures: u32) -> Duration {
+    (Duration::from_millis(100) * 2u32.saturating_pow(failures.min(6))).min(MAX_BACKOFF)
 }
 
 /// Errors of the projection runner.
@@ -165,8 +276,19 @@ impl ReadModel {
         self.checkpoint.subscribe()
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<AppliedEvent> {
-        self.applied.subscribe()
+    /// Returns the events applied from now on. A follower loses none: when it falls behind the
+    /// projections by more than the channel's capacity, it reads the events it missed from the log.
+    pub fn follow(self: &Arc<Self>) -> AppliedFollower {
+        // Subscribe first: an event published between the two calls is at or before the
+        // checkpoint read below and is skipped, instead of being missed with no trace.
+        let receiver = self.applied.subscribe();
+        AppliedFollower {
+            read_model: Arc::clone(self),
+            receiver,
+            delivered: self.checkpoint(),
+            replay: None,
+            missed: VecDeque::new(),
+        }
     }
 
     /// Returns true while this process writes the read-model tables.

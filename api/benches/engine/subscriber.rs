@@ -72,11 +72,34 @@ struct Tally {
     received: u64,
     errors: u64,
     closed: bool,
+    /// Positions of the first and the last event received.
+    first: Option<i64>,
+    last: Option<i64>,
+    /// Events whose position was not above the one before (SQLite numbers the log in order).
+    out_of_order: u64,
+}
+
+impl Tally {
+    fn count(&mut self, event: &Value) {
+        self.received += 1;
+        let Some(position) = event["position"].as_i64() else {
+            self.errors += 1;
+            eprintln!("subscriber: an event without a position: {event}");
+            return;
+        };
+        if self.last.is_some_and(|last| position <= last) {
+            self.out_of_order += 1;
+        }
+        self.first.get_or_insert(position);
+        self.last = Some(position);
+    }
 }
 
 /// `subscribers URL COUNT SECONDS`: keeps COUNT subscriptions open for SECONDS and prints what
-/// they received. Prints `subscribed COUNT` once all are connected. Fails when a subscriber saw
-/// an error or a closed socket.
+/// they received: a `subscriber` line each with the count and the first and last positions,
+/// for the caller to compare with the log, then a summary. Prints `subscribed COUNT` once all
+/// are connected. Fails when a subscriber saw an error, a closed socket, or an event at or
+/// before the one it received last.
 pub async fn run_standalone(args: &[String]) -> anyhow::Result<()> {
     let [url, count, seconds] = args else {
         anyhow::bail!("usage: engine subscribers WS_URL COUNT SECONDS");
@@ -101,9 +124,9 @@ pub async fn run_standalone(args: &[String]) -> anyhow::Result<()> {
                     }
                     Ok(Some(message)) => message,
                 };
-                match message.and_then(|message| ticket_event(&message).map(|event| event.is_some())) {
-                    Ok(true) => tally.received += 1,
-                    Ok(false) => {}
+                match message.and_then(|message| ticket_event(&message).map(|event| event.cloned())) {
+                    Ok(Some(event)) => tally.count(&event),
+                    Ok(None) => {}
                     Err(error) => {
                         tally.errors += 1;
                         eprintln!("subscriber: {error}");
@@ -117,19 +140,31 @@ pub async fn run_standalone(args: &[String]) -> anyhow::Result<()> {
     println!("subscribed {count}");
 
     let mut received = Vec::with_capacity(count);
-    let (mut errors, mut closed) = (0, 0);
-    for task in tasks {
+    let (mut errors, mut closed, mut out_of_order) = (0, 0, 0);
+    for (index, task) in tasks.into_iter().enumerate() {
         let tally = task.await?;
+        let position = |value: Option<i64>| value.map_or_else(|| "none".to_string(), |p| p.to_string());
+        println!(
+            "subscriber={index} received={} first={} last={} out_of_order={}",
+            tally.received,
+            position(tally.first),
+            position(tally.last),
+            tally.out_of_order
+        );
         received.push(tally.received);
         errors += tally.errors;
         closed += usize::from(tally.closed);
+        out_of_order += tally.out_of_order;
     }
     println!(
-        "subscribers={count} received_total={} received_min={} received_max={} errors={errors} closed_early={closed}",
+        "subscribers={count} received_total={} received_min={} received_max={} errors={errors} closed_early={closed} out_of_order={out_of_order}",
         received.iter().sum::<u64>(),
         received.iter().min().copied().unwrap_or(0),
         received.iter().max().copied().unwrap_or(0),
     );
-    anyhow::ensure!(errors == 0 && closed == 0, "{errors} subscription errors, {closed} sockets closed early");
+    anyhow::ensure!(
+        errors == 0 && closed == 0 && out_of_order == 0,
+        "{errors} subscription errors, {closed} sockets closed early, {out_of_order} events out of order"
+    );
     Ok(())
 }

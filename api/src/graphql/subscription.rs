@@ -6,8 +6,7 @@ use std::time::Duration;
 use async_graphql::{Context, InputObject, Result, Subscription};
 use chrono::Utc;
 use futures::{Stream, StreamExt};
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
-use tokio_stream::wrappers::{BroadcastStream, IntervalStream};
+use tokio_stream::wrappers::IntervalStream;
 
 use super::consistency::wait_for_position;
 use super::query::{compute_overdue, DimensionGql};
@@ -53,21 +52,17 @@ impl SubscriptionRoot {
         if let Some(id) = &filter.ticket_id {
             super::mutation::parse_named_id("filter.ticketId", id)?;
         }
-        // Subscribe before waiting, so that no event applied meanwhile is missed.
-        let receiver = state.read_model.subscribe();
+        // Follow before waiting, so that no event applied meanwhile is missed.
+        let follower = state.read_model.follow();
         wait_for_position(&state, after_position, wait_timeout_ms).await?;
-        let stream = BroadcastStream::new(receiver).filter_map(move |item| {
+        let applied_events = futures::stream::unfold(follower, |mut follower| async move {
+            follower.next().await.map(|applied| (applied, follower))
+        });
+        let stream = applied_events.filter_map(move |applied| {
             let state = state.clone();
             let filter = filter.clone();
             let principal = principal.clone();
             async move {
-                let applied = match item {
-                    Ok(applied) => applied,
-                    Err(BroadcastStreamRecvError::Lagged(skipped)) => {
-                        tracing::warn!(skipped, "subscriber lagged behind; events skipped");
-                        return None;
-                    }
-                };
                 if !matches_filter(&state, &filter, &applied).await {
                     return None;
                 }
@@ -79,9 +74,8 @@ impl SubscriptionRoot {
                         return None;
                     }
                 }
-                // NOTE: the key lookup and the read record below wait for the database, and
-                // under a write-heavy load on SQLite a subscriber can fall behind the broadcast
-                // channel and skip events (see the mixed load in docs/benchmarks.md).
+                // The key lookup and the read record below wait for the database. A subscriber
+                // they hold back more than the channel's 4,096 events reads the rest from the log.
                 let mut records = [EventRecord::from_stored(&applied.event)];
                 // An event whose personal data cannot be opened, or whose read cannot be
                 // recorded, is not delivered.
