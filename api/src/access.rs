@@ -199,33 +199,56 @@ pub async fn record_reads_of(
 /// [`READ_RECORD_WINDOW`] in this process: a dashboard with a thousand subscriptions on one token
 /// would otherwise write a thousand identical rows per event.
 pub async fn record_read(store: &Store, principal: Option<&Principal>, ticket_id: Uuid, field: &str) -> Result<(), ApiError> {
+    record_reads(store, principal, &[ticket_id], field).await
+}
+
+/// Records reads of several tickets' personal data like [`record_read`], in one write: a
+/// subscriber that delivers a batch of events waits for the database once, not once per event.
+pub async fn record_reads(store: &Store, principal: Option<&Principal>, ticket_ids: &[Uuid], field: &str) -> Result<(), ApiError> {
     let Some(principal) = principal else {
         return Ok(());
     };
     if matches!(principal.role, Role::Resident | Role::Analyst) {
         return Ok(());
     }
+    let mut ticket_ids = ticket_ids.to_vec();
+    ticket_ids.sort_unstable();
+    ticket_ids.dedup();
 
-    let slot = recent_read_slot(principal.token_id, ticket_id, field);
     // Concurrent reads of one key wait for the first one's write, so none is delivered before
-    // its read is recorded.
-    let mut last_recorded = slot.lock().await;
-    if last_recorded.is_some_and(|at: Instant| at.elapsed() < READ_RECORD_WINDOW) {
+    // its read is recorded. Slots are locked in ticket order, so two batches cannot deadlock.
+    let mut due = Vec::new();
+    for ticket_id in ticket_ids {
+        let slot = recent_read_slot(principal.token_id, ticket_id, field);
+        let last_recorded = slot.lock_owned().await;
+        if last_recorded.is_some_and(|at: Instant| at.elapsed() < READ_RECORD_WINDOW) {
+            continue;
+        }
+        due.push((ticket_id, last_recorded));
+    }
+    if due.is_empty() {
         return Ok(());
     }
-    let read = PersonalDataRead {
-        read_at: Utc::now(),
-        token_id: principal.token_id,
-        role: principal.role,
-        subject: principal.subject.clone(),
-        ticket_id,
-        field: field.to_string(),
-    };
-    store.record_personal_data_read(&read).await.map_err(|error| {
-        tracing::error!(%ticket_id, token = %principal.token_id, %error, "recording a personal data read failed");
+    let read_at = Utc::now();
+    let reads: Vec<PersonalDataRead> = due
+        .iter()
+        .map(|(ticket_id, _)| PersonalDataRead {
+            read_at,
+            token_id: principal.token_id,
+            role: principal.role,
+            subject: principal.subject.clone(),
+            ticket_id: *ticket_id,
+            field: field.to_string(),
+        })
+        .collect();
+    store.record_personal_data_reads(&reads).await.map_err(|error| {
+        tracing::error!(tickets = reads.len(), token = %principal.token_id, %error, "recording personal data reads failed");
         ApiError::internal()
     })?;
-    *last_recorded = Some(Instant::now());
+    let recorded = Instant::now();
+    for (_, mut last_recorded) in due {
+        *last_recorded = Some(recorded);
+    }
     Ok(())
 }
 

@@ -27,7 +27,7 @@ use opencity_store::{
 };
 use sqlx::postgres::PgListener;
 use sqlx::{Connection, PgConnection};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, watch, Mutex, RwLock};
 use uuid::Uuid;
 
@@ -64,7 +64,7 @@ pub struct AppliedEvent {
 /// The applied events in log order, each once, from the moment [`ReadModel::follow`] was called.
 ///
 /// Live events come through a broadcast channel of 4,096 events. A follower that falls further
-/// behind (a slow WebSocket client, a delivery that waits for the database) is told by the
+/// behind (a slow WebSocket client, a delivery that waits for the database) learns from the
 /// channel how many it lost; it then reads the log from the last event it returned up to the
 /// projections' checkpoint at that moment, and goes back to the channel, skipping what it
 /// has already returned. The projections publish after moving the checkpoint, so every event
@@ -122,19 +122,60 @@ impl AppliedFollower {
                         return Some(event);
                     }
                 }
-                Err(RecvError::Lagged(skipped)) => {
-                    let until = self.read_model.checkpoint();
-                    tracing::info!(
-                        skipped,
-                        from = self.delivered.position,
-                        until = until.position,
-                        "subscriber fell behind the channel; reading the missed events from the log"
-                    );
-                    self.replay = Some(Replay { read: self.delivered, until });
-                }
+                Err(RecvError::Lagged(skipped)) => self.start_replay(skipped),
                 Err(RecvError::Closed) => return None,
             }
         }
+    }
+
+    /// Returns the next applied event and up to `max - 1` more that are ready without waiting,
+    /// or `None` once the read model is gone. Cancel-safe like [`next`](Self::next).
+    pub async fn next_batch(&mut self, max: usize) -> Option<Vec<AppliedEvent>> {
+        let mut batch = vec![self.next().await?];
+        while batch.len() < max {
+            let Some(event) = self.try_next() else { break };
+            batch.push(event);
+        }
+        Some(batch)
+    }
+
+    /// Returns an event that is ready without waiting for the channel or reading the log.
+    fn try_next(&mut self) -> Option<AppliedEvent> {
+        loop {
+            if let Some(event) = self.missed.pop_front() {
+                self.delivered = event.event.checkpoint();
+                return Some(event);
+            }
+            if self.replay.is_some() {
+                return None;
+            }
+            match self.receiver.try_recv() {
+                Ok(event) => {
+                    if event.event.checkpoint() > self.delivered {
+                        self.delivered = event.event.checkpoint();
+                        return Some(event);
+                    }
+                }
+                Err(TryRecvError::Lagged(skipped)) => {
+                    self.start_replay(skipped);
+                    return None;
+                }
+                Err(TryRecvError::Empty | TryRecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// Starts reading the log after the channel dropped `skipped` events this follower had
+    /// not received.
+    fn start_replay(&mut self, skipped: u64) {
+        let until = self.read_model.checkpoint();
+        tracing::info!(
+            skipped,
+            from = self.delivered.position,
+            until = until.position,
+            "subscriber fell behind the channel; reading the missed events from the log"
+        );
+        self.replay = Some(Replay { read: self.delivered, until });
     }
 
     /// Queues the ticket events of one page of the log that are past what was returned and not

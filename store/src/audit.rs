@@ -55,28 +55,67 @@ fn read_from_row(row: ReadRow) -> Result<PersonalDataRead, StoreError> {
 impl Store {
     /// Records one read of personal data.
     pub async fn record_personal_data_read(&self, read: &PersonalDataRead) -> Result<(), StoreError> {
-        let values = (
-            format_timestamp(read.read_at),
-            read.token_id.to_string(),
-            read.role.as_str(),
-            read.subject.clone(),
-            read.ticket_id.to_string(),
-            read.field.clone(),
-        );
-        macro_rules! bind_values {
-            ($query:expr) => {
-                $query.bind(values.0).bind(values.1).bind(values.2).bind(values.3).bind(values.4).bind(values.5)
-            };
+        self.record_personal_data_reads(std::slice::from_ref(read)).await
+    }
+
+    /// Records reads of personal data in one transaction: all of them or none.
+    pub async fn record_personal_data_reads(&self, reads: &[PersonalDataRead]) -> Result<(), StoreError> {
+        if reads.is_empty() {
+            return Ok(());
         }
-        let insert = "INSERT INTO personal_data_reads (read_at, token_id, role, subject, ticket_id, field)
-                      VALUES (?, ?, ?, ?, ?, ?)";
+        let rows: Vec<[String; 6]> = reads
+            .iter()
+            .map(|read| {
+                [
+                    format_timestamp(read.read_at),
+                    read.token_id.to_string(),
+                    read.role.as_str().to_string(),
+                    read.subject.clone(),
+                    read.ticket_id.to_string(),
+                    read.field.clone(),
+                ]
+            })
+            .collect();
+        // 6 parameters a row stays far below either backend's limit of parameters.
+        const ROWS_PER_STATEMENT: usize = 500;
+        let statements: Vec<(String, &[[String; 6]])> = rows
+            .chunks(ROWS_PER_STATEMENT)
+            .map(|chunk| {
+                let values = vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+                let insert = format!(
+                    "INSERT INTO personal_data_reads (read_at, token_id, role, subject, ticket_id, field) VALUES {values}"
+                );
+                (insert, chunk)
+            })
+            .collect();
+        fn bind_rows<'q, DB: sqlx::Database>(
+            mut query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
+            rows: &'q [[String; 6]],
+        ) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+        where
+            String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        {
+            for row in rows {
+                for value in row {
+                    query = query.bind(value);
+                }
+            }
+            query
+        }
         match self.backend.as_ref() {
             Backend::Postgres { pool, .. } => {
-                bind_values!(sqlx::query(&numbered(insert))).execute(pool).await?;
+                let mut transaction = pool.begin().await?;
+                for (insert, chunk) in &statements {
+                    let insert = numbered(insert);
+                    bind_rows(sqlx::query(&insert), chunk).execute(&mut *transaction).await?;
+                }
+                transaction.commit().await?;
             }
             Backend::Sqlite { database, .. } => {
                 let mut write = database.begin_write().await?;
-                bind_values!(sqlx::query(insert)).execute(&mut *write.transaction).await?;
+                for (insert, chunk) in &statements {
+                    bind_rows(sqlx::query(insert), chunk).execute(&mut *write.transaction).await?;
+                }
                 write.commit().await?;
             }
         }

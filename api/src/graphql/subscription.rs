@@ -6,6 +6,8 @@ use std::time::Duration;
 use async_graphql::{Context, InputObject, Result, Subscription};
 use chrono::Utc;
 use futures::{Stream, StreamExt};
+use opencity_projections::runner::AppliedEvent;
+use opencity_store::{personal, Store};
 use tokio_stream::wrappers::IntervalStream;
 
 use super::consistency::wait_for_position;
@@ -13,7 +15,12 @@ use super::query::{compute_overdue, DimensionGql};
 use super::types::{EventRecord, OverdueRowGql};
 use super::ApiState;
 use crate::access;
+use crate::auth::Principal;
+use crate::errors::ApiError;
 
+/// Events a subscription delivers at most in one batch: each batch costs one key lookup and one
+/// write of the read record.
+const DELIVERY_BATCH: usize = 256;
 
 /// How often `overdueCounters` is recomputed when no event arrives: deadlines pass with time.
 const OVERDUE_REFRESH: Duration = Duration::from_secs(30);
@@ -55,53 +62,17 @@ impl SubscriptionRoot {
         // Follow before waiting, so that no event applied meanwhile is missed.
         let follower = state.read_model.follow();
         wait_for_position(&state, after_position, wait_timeout_ms).await?;
-        let applied_events = futures::stream::unfold(follower, |mut follower| async move {
-            follower.next().await.map(|applied| (applied, follower))
+        let batches = futures::stream::unfold(follower, |mut follower| async move {
+            follower.next_batch(DELIVERY_BATCH).await.map(|batch| (batch, follower))
         });
-        let stream = applied_events.filter_map(move |applied| {
-            let state = state.clone();
-            let filter = filter.clone();
-            let principal = principal.clone();
-            async move {
-                if !matches_filter(&state, &filter, &applied).await {
-                    return None;
-                }
-                if let Some(principal) = &principal {
-                    // Nothing outside the subscriber's scope is delivered, also when the view
-                    // is not there to decide.
-                    let view = state.read_model.view(applied.ticket_id).await?;
-                    if !access::ticket_in_scope(principal, &view) {
-                        return None;
-                    }
-                }
-                // The key lookup and the read record below wait for the database. A subscriber
-                // they hold back more than the channel's 4,096 events reads the rest from the log.
-                let mut records = [EventRecord::from_stored(&applied.event)];
-                // An event whose personal data cannot be opened, or whose read cannot be
-                // recorded, is not delivered.
-                let field = "Subscription.ticketEvents";
-                if access::sees_personal_data(principal.as_ref()) {
-                    // Opened once for all subscribers of this server.
-                    let (payload, erased) = applied
-                        .opened_payload
-                        .get_or_try_init(|| async {
-                            let mut opened = [EventRecord::from_stored(&applied.event)];
-                            access::open_records(&state.store, applied.ticket_id, &mut opened).await?;
-                            let [opened] = opened;
-                            Ok::<_, crate::errors::ApiError>((opened.payload.0, opened.personal_data_erased))
-                        })
-                        .await
-                        .ok()?;
-                    records[0].payload.0 = payload.clone();
-                    records[0].personal_data_erased = *erased;
-                    access::record_reads_of(&state.store, principal.as_ref(), applied.ticket_id, field, &records).await.ok()?;
-                } else {
-                    access::disclose(&state.store, principal.as_ref(), applied.ticket_id, field, &mut records).await.ok()?;
-                }
-                let [record] = records;
-                Some(record)
-            }
-        });
+        let stream = batches
+            .then(move |batch| {
+                let state = state.clone();
+                let filter = filter.clone();
+                let principal = principal.clone();
+                async move { deliver(&state, &filter, principal.as_ref(), batch).await }
+            })
+            .flat_map(futures::stream::iter);
         Ok(stream)
     }
 
@@ -136,10 +107,122 @@ impl SubscriptionRoot {
     }
 }
 
+/// Turns a batch of applied events into what one subscriber receives: the events that pass the
+/// filter and the subscriber's scope, with personal data opened, or hidden from analysts. The
+/// personal data of a batch is opened with one key lookup and its read recorded in one write, so
+/// a subscriber that falls behind a write-heavy load waits for the database once per batch, not
+/// once per event. A batch whose personal data cannot be opened, or whose read cannot be
+/// recorded, is not delivered.
+async fn deliver(
+    state: &ApiState,
+    filter: &TicketEventFilter,
+    principal: Option<&Principal>,
+    batch: Vec<AppliedEvent>,
+) -> Vec<EventRecord> {
+    let mut selected = Vec::with_capacity(batch.len());
+    for applied in batch {
+        if !matches_filter(state, filter, &applied).await {
+            continue;
+        }
+        if let Some(principal) = principal {
+            // Nothing outside the subscriber's scope is delivered, also when the view is not
+            // there to decide.
+            let Some(view) = state.read_model.view(applied.ticket_id).await else {
+                continue;
+            };
+            if !access::ticket_in_scope(principal, &view) {
+                continue;
+            }
+        }
+        selected.push(applied);
+    }
+
+    let field = "Subscription.ticketEvents";
+    if !access::sees_personal_data(principal) {
+        let mut records = Vec::with_capacity(selected.len());
+        for applied in &selected {
+            let mut record = [EventRecord::from_stored(&applied.event)];
+            if access::disclose(&state.store, principal, applied.ticket_id, field, &mut record).await.is_ok() {
+                let [record] = record;
+                records.push(record);
+            }
+        }
+        return records;
+    }
+
+    if open_batch(&state.store, &selected).await.is_err() {
+        return Vec::new();
+    }
+    let mut records = Vec::with_capacity(selected.len());
+    let mut read = Vec::new();
+    for applied in &selected {
+        let Some((payload, erased)) = applied.opened_payload.get() else {
+            continue;
+        };
+        let mut record = EventRecord::from_stored(&applied.event);
+        record.payload.0 = payload.clone();
+        record.personal_data_erased = *erased;
+        if access::has_personal_data(&record.payload.0) {
+            read.push(applied.ticket_id);
+        }
+        records.push(record);
+    }
+    if access::record_reads(&state.store, principal, &read, field).await.is_err() {
+        return Vec::new();
+    }
+    records
+}
+
+/// Opens the personal data of the events of `batch` that no subscriber of this server has opened
+/// yet, with one key lookup. The opened payload is kept with the event, so a thousand
+/// subscribers of one event cost one lookup: the first fills the shared cell and the others wait
+/// for it.
+async fn open_batch(store: &Store, batch: &[AppliedEvent]) -> Result<(), ApiError> {
+    let unopened: Vec<&AppliedEvent> = batch.iter().filter(|applied| applied.opened_payload.get().is_none()).collect();
+    let Some((first, rest)) = unopened.split_first() else {
+        return Ok(());
+    };
+    let open_all = || async {
+        let payloads: Vec<&serde_json::Value> = unopened.iter().map(|applied| &applied.event.payload).collect();
+        let ring = key_ring(store, &payloads).await?;
+        for applied in rest {
+            let _ = applied.opened_payload.set(open_one(&ring, applied));
+        }
+        Ok::<_, ApiError>(open_one(&ring, first))
+    };
+    first.opened_payload.get_or_try_init(open_all).await?;
+    // Events that another subscriber's batch was opening at the same moment.
+    for applied in rest {
+        applied
+            .opened_payload
+            .get_or_try_init(|| async {
+                let ring = key_ring(store, &[&applied.event.payload]).await?;
+                Ok::<_, ApiError>(open_one(&ring, applied))
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+async fn key_ring(store: &Store, payloads: &[&serde_json::Value]) -> Result<personal::KeyRing, ApiError> {
+    store.key_ring(payloads).await.map_err(|error| {
+        tracing::error!(error.cause_chain = ?error, "reading residents' keys failed");
+        ApiError::internal()
+    })
+}
+
+/// Returns the record payload of an event with its personal data opened, and whether any was
+/// erased.
+fn open_one(ring: &personal::KeyRing, applied: &AppliedEvent) -> (serde_json::Value, bool) {
+    let mut payload = super::types::inner_payload(&applied.event.payload);
+    let opened = personal::open_value(ring, &applied.event.stream_id, &mut payload);
+    (payload, opened.erased > 0)
+}
+
 async fn matches_filter(
     state: &ApiState,
     filter: &TicketEventFilter,
-    applied: &opencity_projections::runner::AppliedEvent,
+    applied: &AppliedEvent,
 ) -> bool {
     if let Some(ticket_id) = &filter.ticket_id {
         if ticket_id.trim() != applied.ticket_id.to_string() {

@@ -210,7 +210,7 @@ impl EventRecord {
 }
 
 /// Strips the enum tag cqrs-es puts around the payload (`{"TicketRegistered": {...}}`).
-fn inner_payload(payload: &serde_json::Value) -> serde_json::Value {
+pub(crate) fn inner_payload(payload: &serde_json::Value) -> serde_json::Value {
     match payload.as_object() {
         Some(object) if object.len() == 1 => object.values().next().cloned().unwrap_or_default(),
         _ => payload.clone(),
