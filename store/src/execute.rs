@@ -10,7 +10,10 @@
 
 use std::collections::HashMap;
 
-use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventRepository, PersistedEventStore};
+use cqrs_es::persist::{
+    EventStoreAggregateContext, PersistedEventRepository, PersistedEventStore, PersistenceError,
+    SerializedEvent,
+};
 use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
 use opencity_domain::{Ticket, TicketCommand, TicketError, TicketEvent, TicketServices};
 use uuid::Uuid;
@@ -18,6 +21,7 @@ use uuid::Uuid;
 use crate::error::{CommandError, StoreError};
 use crate::model::{CommandMetadata, CommandOutcome, LogCheckpoint, IDEMPOTENCY_KEY};
 use crate::personal;
+use crate::postgres;
 use crate::store::{Backend, Store};
 
 /// Attempts of one command before it fails with [`CommandError::Conflict`].
@@ -183,6 +187,32 @@ impl Store {
                 let subject =
                     personal::key_subject(ticket_id, state.stored_events().chain(&new_events));
                 self.seal_new_events(ticket_id, subject, &mut new_events).await?;
+                if let Backend::Postgres { pool, .. } = self.backend.as_ref() {
+                    let serialized: Vec<SerializedEvent> = state
+                        .pending()
+                        .iter()
+                        .zip(new_events)
+                        .map(|(envelope, payload)| {
+                            SerializedEvent::try_from(&EventEnvelope::<Ticket> { payload, ..envelope.clone() })
+                        })
+                        .collect::<Result<_, _>>()
+                        .map_err(AggregateError::<TicketError>::from)?;
+                    match postgres::append_stream(pool, &serialized).await {
+                        Ok(checkpoints) => {
+                            self.notify_appended();
+                            let mut checkpoint_at = HashMap::new();
+                            if let (Some(sequence), Some(checkpoint)) = (decision.reported_sequence, checkpoints.last()) {
+                                checkpoint_at.insert((stream_id.clone(), i64::try_from(sequence).unwrap_or(i64::MAX)), *checkpoint);
+                            }
+                            return Ok(outcome_from(ticket_id, &decision, &checkpoint_at)?);
+                        }
+                        Err(PersistenceError::OptimisticLockError) => {
+                            retry_pause(attempt).await;
+                            continue;
+                        }
+                        Err(error) => return Err(AggregateError::<TicketError>::from(error).into()),
+                    }
+                }
                 let context = EventStoreAggregateContext {
                     aggregate_id: stream_id.clone(),
                     aggregate: before,
@@ -195,11 +225,7 @@ impl Store {
                 {
                     Ok(_) => self.notify_appended(),
                     Err(AggregateError::AggregateConflict) => {
-                        tracing::debug!(attempt, "stream changed concurrently; retrying");
-                        // A random pause spreads the retries of writers that collided, so that
-                        // a burst on one ticket is not decided one winner per round.
-                        let jitter = Uuid::new_v4().as_u128() % (5 * u128::from(attempt));
-                        tokio::time::sleep(std::time::Duration::from_millis(jitter as u64)).await;
+                        retry_pause(attempt).await;
                         continue;
                     }
                     Err(error) => return Err(error.into()),
@@ -265,6 +291,15 @@ impl Store {
         let checkpoints = self.checkpoints_at(&event_keys).await?;
         outcome_from(ticket_id, decision, &checkpoints)
     }
+}
+
+/// Waits before attempt `attempt + 1` of a command whose stream changed concurrently. A random
+/// pause spreads the retries of writers that collided, so that a burst on one ticket is not
+/// decided one winner per round.
+async fn retry_pause(attempt: u32) {
+    tracing::debug!(attempt, "stream changed concurrently; retrying");
+    let jitter = Uuid::new_v4().as_u128() % (5 * u128::from(attempt));
+    tokio::time::sleep(std::time::Duration::from_millis(jitter as u64)).await;
 }
 
 pub(crate) fn outcome_from(

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use cqrs_es::persist::{PersistenceError, SerializedEvent};
-use sqlx::postgres::{PgPoolOptions, PgRow};
-use sqlx::{PgPool, Row};
+use sqlx::postgres::{PgArguments, PgPoolOptions, PgRow};
+use sqlx::{PgPool, Postgres, Row};
 
 use crate::error::StoreError;
 use crate::model::{LogCheckpoint, StoredEvent};
@@ -219,42 +219,89 @@ const APPEND_ROWS_PER_STATEMENT: usize = 1_000;
 pub(crate) async fn append_many(pool: &PgPool, events: &[SerializedEvent]) -> Result<(), PersistenceError> {
     let mut transaction = pool.begin().await.map_err(append_error)?;
     for chunk in events.chunks(APPEND_ROWS_PER_STATEMENT) {
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|row| {
-                let first = row * 7;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    first + 1,
-                    first + 2,
-                    first + 3,
-                    first + 4,
-                    first + 5,
-                    first + 6,
-                    first + 7
-                )
-            })
-            .collect();
-        let insert = format!(
-            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-             VALUES {}",
-            rows.join(", ")
-        );
-        let mut query = sqlx::query(&insert);
-        for event in chunk {
-            let sequence = i64::try_from(event.sequence)
-                .map_err(|_| PersistenceError::UnknownError(format!("sequence {} is out of range", event.sequence).into()))?;
-            query = query
-                .bind(&event.aggregate_type)
-                .bind(&event.aggregate_id)
-                .bind(sequence)
-                .bind(&event.event_type)
-                .bind(&event.event_version)
-                .bind(&event.payload)
-                .bind(&event.metadata);
-        }
-        query.execute(&mut *transaction).await.map_err(append_error)?;
+        let insert = insert_statement(chunk.len(), "");
+        bind_events(sqlx::query(&insert), chunk)?
+            .execute(&mut *transaction)
+            .await
+            .map_err(append_error)?;
     }
     transaction.commit().await.map_err(append_error)
+}
+
+/// Appends the events of one command in a single statement without an explicit transaction, and
+/// returns their checkpoints in sequence order. A statement is atomic by itself, so this is one
+/// round trip where postgres-es needs three (`BEGIN`, `INSERT`, `COMMIT`) and the caller a
+/// fourth to learn the positions. A taken sequence fails with `OptimisticLockError`.
+pub(crate) async fn append_stream(
+    pool: &PgPool,
+    events: &[SerializedEvent],
+) -> Result<Vec<LogCheckpoint>, PersistenceError> {
+    if events.len() > APPEND_ROWS_PER_STATEMENT {
+        return Err(PersistenceError::UnknownError(
+            format!("{} events for one command, more than one statement takes", events.len()).into(),
+        ));
+    }
+    let insert = insert_statement(
+        events.len(),
+        " RETURNING sequence, tx_id::text::bigint AS tx, global_position",
+    );
+    let mut rows = bind_events(sqlx::query(&insert), events)?
+        .fetch_all(pool)
+        .await
+        .map_err(append_error)?
+        .iter()
+        .map(|row| -> Result<(i64, LogCheckpoint), sqlx::Error> {
+            let checkpoint = LogCheckpoint { tx: row.try_get("tx")?, position: row.try_get("global_position")? };
+            Ok((row.try_get("sequence")?, checkpoint))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(append_error)?;
+    rows.sort_by_key(|(sequence, _)| *sequence);
+    Ok(rows.into_iter().map(|(_, checkpoint)| checkpoint).collect())
+}
+
+/// Returns a multi-row `INSERT` of `rows` events, seven parameters each, followed by `tail`.
+fn insert_statement(rows: usize, tail: &str) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|row| {
+            let first = row * 7;
+            format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                first + 1,
+                first + 2,
+                first + 3,
+                first + 4,
+                first + 5,
+                first + 6,
+                first + 7
+            )
+        })
+        .collect();
+    format!(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         VALUES {}{tail}",
+        values.join(", ")
+    )
+}
+
+/// Binds the columns of `events` in the order of [`insert_statement`].
+fn bind_events<'q>(
+    mut query: sqlx::query::Query<'q, Postgres, PgArguments>,
+    events: &'q [SerializedEvent],
+) -> Result<sqlx::query::Query<'q, Postgres, PgArguments>, PersistenceError> {
+    for event in events {
+        let sequence = i64::try_from(event.sequence)
+            .map_err(|_| PersistenceError::UnknownError(format!("sequence {} is out of range", event.sequence).into()))?;
+        query = query
+            .bind(&event.aggregate_type)
+            .bind(&event.aggregate_id)
+            .bind(sequence)
+            .bind(&event.event_type)
+            .bind(&event.event_version)
+            .bind(&event.payload)
+            .bind(&event.metadata);
+    }
+    Ok(query)
 }
 
 fn append_error(error: sqlx::Error) -> PersistenceError {
