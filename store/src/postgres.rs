@@ -32,8 +32,8 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 /// - `prev_hash`, `hash`: the hash chain of the stream (docs/log-format.md), computed by the
 ///   same trigger, which reads the rows inserted earlier in its own transaction.
 ///
-/// A statement trigger sends `NOTIFY opencity_events_appended` so that projection runners of
-/// every server wake on commit. `log_checkpoints` and `log_checkpoint_heads` hold the signed
+/// The writing process sends `NOTIFY opencity_events_appended` after its appends commit, so
+/// that the projection runners of every server wake (see [`announce_appends`]). `log_checkpoints` and `log_checkpoint_heads` hold the signed
 /// checkpoints.
 const SCHEMA: &str = r#"
 SELECT pg_advisory_xact_lock(7061626);
@@ -138,17 +138,10 @@ CREATE OR REPLACE TRIGGER events_before_insert
 DROP TRIGGER IF EXISTS events_set_occurred_at ON events;
 DROP FUNCTION IF EXISTS events_set_occurred_at();
 
-CREATE OR REPLACE FUNCTION events_notify_appended() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    -- Identical notifications of one transaction are folded into one, sent at commit.
-    PERFORM pg_notify('opencity_events_appended', '');
-    RETURN NULL;
-END
-$$;
-
-CREATE OR REPLACE TRIGGER events_after_insert_notify
-    AFTER INSERT ON events
-    FOR EACH STATEMENT EXECUTE FUNCTION events_notify_appended();
+-- Appends are announced by the writing process after the commit (Store::notify_appended): a
+-- NOTIFY inside the appending transaction makes every commit wait for a database-wide lock.
+DROP TRIGGER IF EXISTS events_after_insert_notify ON events;
+DROP FUNCTION IF EXISTS events_notify_appended();
 
 CREATE TABLE IF NOT EXISTS log_checkpoints (
     id            bigint      PRIMARY KEY,
@@ -172,8 +165,25 @@ CREATE TABLE IF NOT EXISTS log_checkpoint_heads (
 );
 "#;
 
-/// The `NOTIFY` channel on which the insert trigger announces committed appends.
+/// The `NOTIFY` channel on which writers announce committed appends.
 pub(crate) const APPEND_CHANNEL: &str = "opencity_events_appended";
+
+/// Sends one `NOTIFY` on [`APPEND_CHANNEL`] for each wake-up in `pending`, on a connection of its
+/// own, until the store is dropped. The store requests a wake-up after each append has committed
+/// and keeps at most one waiting, so a burst of appends costs one or two notifications.
+///
+/// PostgreSQL serializes the commits of all transactions that notify (one lock for the whole
+/// database, held until the commit is flushed), so a `NOTIFY` inside each appending transaction
+/// halved the rate of concurrent commands. Sent here, it is a transaction of its own and a
+/// listener receives it only after the events are committed. Servers that miss one (a writer
+/// killed between its commit and the notification) find the events at their next poll.
+pub(crate) async fn announce_appends(pool: PgPool, mut pending: tokio::sync::mpsc::Receiver<()>) {
+    while pending.recv().await.is_some() {
+        if let Err(error) = sqlx::query("SELECT pg_notify($1, '')").bind(APPEND_CHANNEL).execute(&pool).await {
+            tracing::warn!(%error, "announcing appends to other servers failed; they find them at their next poll");
+        }
+    }
+}
 
 /// Columns of a [`StoredEvent`], in the order `stored_event` reads them.
 const EVENT_COLUMNS: &str = "global_position, tx_id::text::bigint AS tx, aggregate_type, \

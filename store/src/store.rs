@@ -10,7 +10,7 @@ use opencity_domain::Ticket;
 use postgres_es::PostgresEventRepository;
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 use uuid::Uuid;
 
 use crate::config::{BackendKind, DbPool, StoreConfig};
@@ -40,6 +40,8 @@ pub(crate) enum Backend {
     Postgres {
         pool: PgPool,
         events: PersistedEventStore<PostgresEventRepository, Ticket>,
+        /// Requests of [`postgres::announce_appends`] to wake the other servers, at most one waiting.
+        announce: mpsc::Sender<()>,
     },
     Sqlite {
         database: SqliteDatabase,
@@ -84,11 +86,13 @@ impl Store {
                 let events = PersistedEventStore::new_event_store(PostgresEventRepository::new(
                     pool.clone(),
                 ));
+                let (announce, pending) = mpsc::channel(1);
+                tokio::spawn(postgres::announce_appends(pool.clone(), pending));
                 Store {
                     config: Arc::new(config.clone()),
                     appended: Arc::new(Notify::new()),
                     pool: DbPool::Postgres(pool.clone()),
-                    backend: Arc::new(Backend::Postgres { pool, events }),
+                    backend: Arc::new(Backend::Postgres { pool, events, announce }),
                 }
             }
             StoreConfig::Sqlite { data_dir } => {
@@ -117,13 +121,18 @@ impl Store {
         self.appended.clone()
     }
 
-    /// Wakes the readers of this process after an append committed.
+    /// Wakes the readers of this process after an append committed, and on PostgreSQL those of
+    /// other servers through `NOTIFY`. A full request queue means a notification is already
+    /// due, which covers this append too.
     pub(crate) fn notify_appended(&self) {
         self.appended.notify_waiters();
+        if let Backend::Postgres { announce, .. } = self.backend.as_ref() {
+            let _ = announce.try_send(());
+        }
     }
 
-    /// Listens for appends committed by any process on the same PostgreSQL database (the
-    /// insert trigger sends `NOTIFY` on commit). `None` on SQLite, where one process owns the
+    /// Listens for appends committed by any process on the same PostgreSQL database (each
+    /// writer sends `NOTIFY` after its commits). `None` on SQLite, where one process owns the
     /// file and [`local_appends`](Store::local_appends) is enough.
     pub async fn listen_appends(&self) -> Result<Option<PgListener>, StoreError> {
         match self.backend.as_ref() {

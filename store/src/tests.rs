@@ -86,7 +86,7 @@ async fn missing_occurred_at_is_rejected<R: PersistedEventRepository>(repository
 async fn check_repositories(config: &StoreConfig) {
     let store = Store::open(config).await.unwrap();
     match store.backend.as_ref() {
-        Backend::Postgres { events, pool } => {
+        Backend::Postgres { events, pool, .. } => {
             second_commit_conflicts(events).await;
             let repository = postgres_es::PostgresEventRepository::new(pool.clone());
             missing_occurred_at_is_rejected(&repository).await;

@@ -756,3 +756,29 @@ async fn reopen_keeps_events(store: &Store) {
     assert_eq!(outcome.appended, 1);
     assert_eq!(ticket_events(store, ticket_id).await.len(), 2);
 }
+
+/// On PostgreSQL another server's listener learns of every append, through both write paths,
+/// and the events are committed when the notification arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_appends_wake_other_servers() {
+    let test = common::TestStore::open(opencity_store::BackendKind::Postgres).await;
+    let other = Store::open(&test.config).await.unwrap();
+    let mut listener = other.listen_appends().await.unwrap().expect("PostgreSQL has a listener");
+    let services = services();
+
+    let single = Uuid::new_v4();
+    test.store.execute(single, vec![register(single, at(0))], &metadata("dispatcher"), &services).await.unwrap();
+    let notification = tokio::time::timeout(WAIT_LIMIT, listener.recv()).await.expect("a notification arrives").unwrap();
+    assert_eq!(notification.channel(), "opencity_events_appended");
+    assert_eq!(other.count_events().await.unwrap(), 1);
+
+    let bulk = Uuid::new_v4();
+    let items: Vec<BulkItem> = vec![(bulk, vec![register(bulk, at(0))], metadata("import"))];
+    assert!(test.store.execute_many(items, &services).await.into_iter().all(|result| result.is_ok()));
+    tokio::time::timeout(WAIT_LIMIT, listener.recv()).await.expect("a notification arrives").unwrap();
+    assert_eq!(other.count_events().await.unwrap(), 2);
+
+    drop(listener);
+    drop(other);
+    test.cleanup().await;
+}
