@@ -241,8 +241,15 @@ pub struct ReadModel {
     flush_pending: AtomicBool,
     /// Generation of the tables the memory was loaded from.
     generation: AtomicI64,
-    /// Serializes batches between the run loop, `catch_up` and reloads.
-    stepping: Mutex<()>,
+    /// Serializes batches between the run loop, `catch_up` and reloads, and holds the batch
+    /// read ahead during the last commit.
+    stepping: Mutex<Option<Prefetched>>,
+}
+
+/// Events read ahead: the log after `after`.
+struct Prefetched {
+    after: LogCheckpoint,
+    events: Vec<StoredEvent>,
 }
 
 /// The result of a commit attempt.
@@ -282,7 +289,7 @@ impl ReadModel {
             leader: watch::channel(true).0,
             flush_pending: AtomicBool::new(false),
             generation: AtomicI64::new(loaded.generation),
-            stepping: Mutex::new(()),
+            stepping: Mutex::new(None),
         }))
     }
 
@@ -452,7 +459,7 @@ impl ReadModel {
     /// Reads one batch after the checkpoint, commits it when this process writes the tables,
     /// then updates memory and subscribers.
     async fn step(&self) -> Result<usize, ProjectionError> {
-        let _stepping = self.stepping.lock().await;
+        let mut stepping = self.stepping.lock().await;
         // A rebuild may have swapped the tables while the log was idle.
         if load_generation(self.store.pool()).await? != self.generation() {
             self.reload().await?;
@@ -463,7 +470,12 @@ impl ReadModel {
         }
 
         let after = self.checkpoint();
-        let events = self.store.read_log(after, BATCH_SIZE).await?;
+        // A batch read during the previous commit is the log after that checkpoint: the read is
+        // gap-safe, so a later read could only be longer, never different.
+        let events = match stepping.take() {
+            Some(prefetched) if prefetched.after == after => prefetched.events,
+            _ => self.store.read_log(after, BATCH_SIZE).await?,
+        };
         let Some(last) = events.last() else {
             return Ok(0);
         };
@@ -475,14 +487,27 @@ impl ReadModel {
         };
 
         if self.is_leader() {
-            let outcome = commit_batch(
+            let commit = commit_batch(
                 &self.store,
                 &batch.changed,
                 &batch.changed_reference,
                 new_checkpoint,
                 self.generation(),
-            )
-            .await?;
+            );
+            let outcome = if events.len() == BATCH_SIZE {
+                // Behind the log: the database reads the next batch while it commits this one.
+                let (outcome, next) = tokio::join!(commit, self.store.read_log(new_checkpoint, BATCH_SIZE));
+                match next {
+                    Ok(next) if !next.is_empty() => {
+                        *stepping = Some(Prefetched { after: new_checkpoint, events: next });
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::debug!(%error, "reading ahead failed; the next step reads again"),
+                }
+                outcome?
+            } else {
+                commit.await?
+            };
             if let CommitOutcome::GenerationChanged = outcome {
                 self.reload().await?;
                 return Ok(0);
