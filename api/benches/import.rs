@@ -18,6 +18,11 @@ use opencity_fixtures::import::{parse_file, ImportFormat};
 use opencity_store::testing::{temp_postgres, temp_sqlite};
 use opencity_store::{DbPool, LogCheckpoint, Store, StoredEvent, WriteTransaction};
 
+/// The allocator of the `opencity` binary (api/src/main.rs), so that the import is measured
+/// as it runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const ROUNDS: usize = 3;
 const BASELINE_CONCURRENCY: usize = 4;
 const BATCH_STREAMS: usize = 100;

@@ -22,7 +22,7 @@
 //! Environment: `TICKETS` (default 1,000,000), `REQUESTS` (default 300), `BASELINE_REQUESTS`
 //! (default 10).
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -43,7 +43,8 @@ use opencity_store::testing::temp_sqlite;
 use opencity_store::{Store, WriteTransaction};
 use uuid::Uuid;
 
-/// Counts the bytes the process holds on the heap, and the peak since the last reset.
+/// Counts the bytes the process holds on the heap, and the peak since the last reset, over the
+/// allocator of the `opencity` binary.
 struct CountingAllocator;
 
 static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
@@ -51,8 +52,8 @@ static PEAK_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's contract for `alloc` is passed on to the system allocator.
-        let pointer = unsafe { System.alloc(layout) };
+        // SAFETY: the caller's contract for `alloc` is passed on to mimalloc.
+        let pointer = unsafe { mimalloc::MiMalloc.alloc(layout) };
         if !pointer.is_null() {
             let live = LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
             PEAK_BYTES.fetch_max(live, Ordering::Relaxed);
@@ -62,7 +63,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
 
     unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
         // SAFETY: `pointer` was allocated by `alloc` above with this layout.
-        unsafe { System.dealloc(pointer, layout) };
+        unsafe { mimalloc::MiMalloc.dealloc(pointer, layout) };
         LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
     }
 }

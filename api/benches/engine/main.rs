@@ -43,6 +43,11 @@ use opencity_domain::TicketServices;
 
 use crate::report::Figure;
 
+/// The allocator of the `opencity` binary (api/src/main.rs), so that the engine is measured
+/// as it runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Parameters of one benchmark run, read from the environment.
 pub struct Settings {
     pub duration: Duration,
