@@ -72,7 +72,11 @@ impl StoredEvent {
 
     /// Decodes the payload as a ticket event.
     pub fn ticket_event(&self) -> Result<TicketEvent, serde_json::Error> {
-        serde_json::from_value(self.payload.clone())
+        // From the stored text: decoding the parsed value would first need a copy of it.
+        if self.stored_payload.is_empty() {
+            return serde_json::from_value(self.payload.clone());
+        }
+        serde_json::from_str(&self.stored_payload)
     }
 
     /// Decodes the metadata written with the event.
