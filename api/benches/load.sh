@@ -9,9 +9,10 @@
 # RSS_INTERVAL (seconds between memory samples, 5), PORT (default: a free port),
 # DEMO_TICKETS (3000), READ_ONLY (1 sends only queries, to watch memory without new data).
 # Exits with 1 when a response was not 2xx, carried GraphQL errors, or a subscriber saw an
-# error or missed an event: each must have received every ticket event of the log from its
-# first one on, which the script counts in `opencity-replay export`. Memory is reported, not
-# judged. After a failure the server log and the data stay in the directory it names.
+# error or missed an event. Each subscriber must have received every ticket event of the log
+# from its first one on, which the script counts in `opencity-replay export`. Memory is
+# reported, not judged. After a failure the server log and the data stay in the directory it
+# names.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
@@ -46,7 +47,11 @@ cleanup() {
     if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi
   done
   wait 2>/dev/null || true
-  if [ "$KEEP_WORK" -eq 0 ]; then rm -rf "$WORK"; else echo "# server log and data kept in $WORK" >&2; fi
+  if [ "$KEEP_WORK" -eq 0 ]; then
+    rm -rf "$WORK"
+  else
+    echo "# server log and data kept in $WORK" >&2
+  fi
 }
 trap cleanup EXIT
 

@@ -160,13 +160,10 @@ pub async fn disclose(
 
 /// Opens the sealed texts of records of one ticket with one key lookup, and marks the records
 /// whose texts were erased.
-pub async fn open_records(store: &Store, ticket_id: Uuid, records: &mut [EventRecord]) -> Result<(), ApiError> {
+async fn open_records(store: &Store, ticket_id: Uuid, records: &mut [EventRecord]) -> Result<(), ApiError> {
     let ring = {
         let payloads: Vec<&serde_json::Value> = records.iter().map(|record| &record.payload.0).collect();
-        store.key_ring(&payloads).await.map_err(|error| {
-            tracing::error!(%ticket_id, error.cause_chain = ?error, "reading residents' keys failed");
-            ApiError::internal()
-        })?
+        key_ring(store, &[ticket_id], &payloads).await?
     };
     let stream_id = ticket_id.to_string();
     for record in records.iter_mut() {
@@ -176,9 +173,21 @@ pub async fn open_records(store: &Store, ticket_id: Uuid, records: &mut [EventRe
     Ok(())
 }
 
+/// Reads the residents' keys that the sealed texts of `payloads`, events of `ticket_ids`, name.
+pub(crate) async fn key_ring(
+    store: &Store,
+    ticket_ids: &[Uuid],
+    payloads: &[&serde_json::Value],
+) -> Result<personal::KeyRing, ApiError> {
+    store.key_ring(payloads).await.map_err(|error| {
+        tracing::error!(tickets = ?ticket_ids, error.cause_chain = ?error, "reading residents' keys failed");
+        ApiError::internal()
+    })
+}
+
 /// Records the principal's read under `field` when any of the opened records shows personal
 /// data.
-pub async fn record_reads_of(
+async fn record_reads_of(
     store: &Store,
     principal: Option<&Principal>,
     ticket_id: Uuid,
@@ -216,7 +225,8 @@ pub async fn record_reads(store: &Store, principal: Option<&Principal>, ticket_i
     ticket_ids.dedup();
 
     // Concurrent reads of one key wait for the first one's write, so none is delivered before
-    // its read is recorded. Slots are locked in ticket order, so two batches cannot deadlock.
+    // its read is recorded. The ids are sorted above, so slots are locked in ticket order and
+    // two batches cannot deadlock.
     let mut due = Vec::new();
     for ticket_id in ticket_ids {
         let slot = recent_read_slot(principal.token_id, ticket_id, field);
@@ -261,7 +271,7 @@ const RECENT_READS_PRUNE_AT: usize = 10_000;
 type ReadKey = (Uuid, Uuid, String);
 type ReadSlot = Arc<tokio::sync::Mutex<Option<Instant>>>;
 
-/// Returns the slot of one token, ticket and field, which holds when its read was last recorded.
+/// Returns the slot of one token, ticket and field: the time its read was last recorded.
 fn recent_read_slot(token_id: Uuid, ticket_id: Uuid, field: &str) -> ReadSlot {
     static RECENT_READS: LazyLock<Mutex<HashMap<ReadKey, ReadSlot>>> = LazyLock::new(Mutex::default);
     let mut recent = RECENT_READS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

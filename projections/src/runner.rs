@@ -65,16 +65,16 @@ pub struct AppliedEvent {
 ///
 /// Live events come through a broadcast channel of 4,096 events. A follower that falls further
 /// behind (a slow WebSocket client, a delivery that waits for the database) learns from the
-/// channel how many it lost; it then reads the log from the last event it returned up to the
-/// projections' checkpoint at that moment, and goes back to the channel, skipping what it
-/// has already returned. The projections publish after moving the checkpoint, so every event
-/// past that checkpoint is still to come through the channel.
+/// channel how many events it lost. It then reads the log from the last event it returned up to
+/// the projections' checkpoint at that moment, and goes back to the channel, skipping what it has
+/// already returned. The projections publish after moving the checkpoint, so every event past
+/// that checkpoint is still to come through the channel.
 pub struct AppliedFollower {
     read_model: Arc<ReadModel>,
     receiver: broadcast::Receiver<AppliedEvent>,
-    /// The checkpoint of the last event returned (or of the start).
+    /// The checkpoint of the last event returned, or of the start.
     delivered: LogCheckpoint,
-    /// While catching up from the log: how far it has been read and where to stop.
+    /// The progress of a catch-up from the log: how far it has been read and where to stop.
     replay: Option<Replay>,
     missed: VecDeque<AppliedEvent>,
 }
@@ -92,8 +92,7 @@ impl AppliedFollower {
     pub async fn next(&mut self) -> Option<AppliedEvent> {
         let mut failures = 0u32;
         loop {
-            if let Some(event) = self.missed.pop_front() {
-                self.delivered = event.event.checkpoint();
+            if let Some(event) = self.try_next() {
                 return Some(event);
             }
             if let Some(replay) = self.replay {
@@ -109,7 +108,7 @@ impl AppliedFollower {
                     Err(error) => {
                         failures += 1;
                         let pause = retry_pause(failures);
-                        tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "subscriber cannot read the events it missed");
+                        tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "reading the events a subscriber missed failed; retrying");
                         tokio::time::sleep(pause).await;
                     }
                 }
@@ -117,8 +116,7 @@ impl AppliedFollower {
             }
             match self.receiver.recv().await {
                 Ok(event) => {
-                    if event.event.checkpoint() > self.delivered {
-                        self.delivered = event.event.checkpoint();
+                    if let Some(event) = self.deliver(event) {
                         return Some(event);
                     }
                 }
@@ -141,18 +139,18 @@ impl AppliedFollower {
 
     /// Returns an event that is ready without waiting for the channel or reading the log.
     fn try_next(&mut self) -> Option<AppliedEvent> {
-        loop {
-            if let Some(event) = self.missed.pop_front() {
-                self.delivered = event.event.checkpoint();
+        while let Some(event) = self.missed.pop_front() {
+            if let Some(event) = self.deliver(event) {
                 return Some(event);
             }
-            if self.replay.is_some() {
-                return None;
-            }
+        }
+        if self.replay.is_some() {
+            return None;
+        }
+        loop {
             match self.receiver.try_recv() {
                 Ok(event) => {
-                    if event.event.checkpoint() > self.delivered {
-                        self.delivered = event.event.checkpoint();
+                    if let Some(event) = self.deliver(event) {
                         return Some(event);
                     }
                 }
@@ -163,6 +161,16 @@ impl AppliedFollower {
                 Err(TryRecvError::Empty | TryRecvError::Closed) => return None,
             }
         }
+    }
+
+    /// Returns `event` and marks it delivered, or `None` when it is not past the last one
+    /// returned (the channel repeats what a catch-up from the log already returned).
+    fn deliver(&mut self, event: AppliedEvent) -> Option<AppliedEvent> {
+        if event.event.checkpoint() <= self.delivered {
+            return None;
+        }
+        self.delivered = event.event.checkpoint();
+        Some(event)
     }
 
     /// Starts reading the log after the channel dropped `skipped` events this follower had
@@ -241,8 +249,8 @@ pub struct ReadModel {
     flush_pending: AtomicBool,
     /// Generation of the tables the memory was loaded from.
     generation: AtomicI64,
-    /// Serializes batches between the run loop, `catch_up` and reloads, and holds the batch
-    /// read ahead during the last commit.
+    /// Serializes batches between the run loop, `catch_up` and reloads. Contains the batch read
+    /// ahead during the last commit.
     stepping: Mutex<Option<Prefetched>>,
 }
 

@@ -53,11 +53,6 @@ fn read_from_row(row: ReadRow) -> Result<PersonalDataRead, StoreError> {
 }
 
 impl Store {
-    /// Records one read of personal data.
-    pub async fn record_personal_data_read(&self, read: &PersonalDataRead) -> Result<(), StoreError> {
-        self.record_personal_data_reads(std::slice::from_ref(read)).await
-    }
-
     /// Records reads of personal data in one transaction: all of them or none.
     pub async fn record_personal_data_reads(&self, reads: &[PersonalDataRead]) -> Result<(), StoreError> {
         if reads.is_empty() {
@@ -76,7 +71,7 @@ impl Store {
                 ]
             })
             .collect();
-        // 6 parameters a row stays far below either backend's limit of parameters.
+        // At 6 parameters a row, 500 rows stay far below the parameter limit of either backend.
         const ROWS_PER_STATEMENT: usize = 500;
         let statements: Vec<(String, &[[String; 6]])> = rows
             .chunks(ROWS_PER_STATEMENT)

@@ -1,6 +1,6 @@
 //! Subscribers that fall behind lose no event. Live events reach subscribers through a channel
-//! of 4,096 events; a follower that is not read while a whole LA 311 import is projected falls
-//! about 35,000 events behind it and must read the rest from the log. Every follower must return
+//! of 4,096 events. A follower that is not read while a whole LA 311 import is projected falls
+//! about 35,000 events behind, so it must read the rest from the log. Every follower must return
 //! exactly the ticket events of the log, in log order, each once, whether it was read while the
 //! projections ran or only afterwards.
 
@@ -34,14 +34,15 @@ async fn followers_miss_no_event(config: StoreConfig) {
     let mut idle = read_model.follow();
     let mut prompt = read_model.follow();
 
-    // A small import the channel holds whole, read at once: the live path.
+    // A small import that fits in the channel, read at once: the live path.
     import(&store, &services, ImportFormat::Boston311, "boston311_100_qsv.csv").await;
     read_model.catch_up().await.expect("projections catch up");
     let boston = ticket_positions(&store, 0).await;
-    assert!(!boston.is_empty() && boston.len() < 4_096, "{} Boston events", boston.len());
+    assert!(!boston.is_empty(), "the Boston import wrote no ticket events");
+    assert!(boston.len() < 4_096, "{} Boston events do not fit in the channel", boston.len());
     assert_eq!(drain(&mut prompt, boston.len()).await, boston, "the prompt follower after Boston");
 
-    // A follower read while the projections apply the LA import keeps up or catches up; the
+    // A follower read while the projections apply the LA import keeps up or catches up. The
     // idle one is read only afterwards, far behind the channel.
     let (expected, mut target) = tokio::sync::watch::channel(usize::MAX);
     let reader = tokio::spawn(async move {

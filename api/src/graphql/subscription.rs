@@ -9,6 +9,7 @@ use futures::{Stream, StreamExt};
 use opencity_projections::runner::AppliedEvent;
 use opencity_store::{personal, Store};
 use tokio_stream::wrappers::IntervalStream;
+use uuid::Uuid;
 
 use super::consistency::wait_for_position;
 use super::query::{compute_overdue, DimensionGql};
@@ -184,7 +185,8 @@ async fn open_batch(store: &Store, batch: &[AppliedEvent]) -> Result<(), ApiErro
     };
     let open_all = || async {
         let payloads: Vec<&serde_json::Value> = unopened.iter().map(|applied| &applied.event.payload).collect();
-        let ring = key_ring(store, &payloads).await?;
+        let ticket_ids: Vec<Uuid> = unopened.iter().map(|applied| applied.ticket_id).collect();
+        let ring = access::key_ring(store, &ticket_ids, &payloads).await?;
         for applied in rest {
             let _ = applied.opened_payload.set(open_one(&ring, applied));
         }
@@ -196,19 +198,12 @@ async fn open_batch(store: &Store, batch: &[AppliedEvent]) -> Result<(), ApiErro
         applied
             .opened_payload
             .get_or_try_init(|| async {
-                let ring = key_ring(store, &[&applied.event.payload]).await?;
+                let ring = access::key_ring(store, &[applied.ticket_id], &[&applied.event.payload]).await?;
                 Ok::<_, ApiError>(open_one(&ring, applied))
             })
             .await?;
     }
     Ok(())
-}
-
-async fn key_ring(store: &Store, payloads: &[&serde_json::Value]) -> Result<personal::KeyRing, ApiError> {
-    store.key_ring(payloads).await.map_err(|error| {
-        tracing::error!(error.cause_chain = ?error, "reading residents' keys failed");
-        ApiError::internal()
-    })
 }
 
 /// Returns the record payload of an event with its personal data opened, and whether any was
