@@ -64,18 +64,14 @@ impl Store {
         chunk: &[TicketGroup],
         services: &TicketServices,
     ) -> Result<Vec<(usize, Result<CommandOutcome, CommandError>)>, BulkError> {
-        let histories: Vec<Result<Vec<EventEnvelope<Ticket>>, BulkError>> =
-            futures::stream::iter(chunk)
-                .map(|group| self.load_envelopes(group.ticket_id))
-                .buffered(BULK_PARALLELISM)
-                .collect()
-                .await;
+        let mut histories = self.load_streams(chunk).await?;
 
         let mut decided: Vec<(usize, Uuid, Result<Decision, TicketError>)> = Vec::new();
         // The decided events of each stream that has any, with the stream's key subject.
         let mut pending: Vec<(Uuid, String, Vec<EventEnvelope<Ticket>>)> = Vec::new();
-        for (group, history) in chunk.iter().zip(histories) {
-            let mut state = StreamState::new(group.ticket_id, history?);
+        for group in chunk {
+            let history = histories.remove(&group.ticket_id).unwrap_or_default();
+            let mut state = StreamState::new(group.ticket_id, history);
             for (index, commands, metadata) in &group.items {
                 let decision = state.decide(commands.clone(), metadata, services);
                 decided.push((*index, group.ticket_id, decision));
@@ -163,20 +159,37 @@ impl Store {
         per_group.into_iter().flatten().collect()
     }
 
-    async fn load_envelopes(
+    /// Loads the streams of a chunk: in one query on PostgreSQL, a few at a time through the
+    /// repository on SQLite. Streams without events are missing from the map.
+    async fn load_streams(
         &self,
-        ticket_id: Uuid,
-    ) -> Result<Vec<EventEnvelope<Ticket>>, BulkError> {
-        let stream_id = ticket_id.to_string();
-        let envelopes = match self.backend.as_ref() {
-            Backend::Postgres { events, .. } => events.load_events(&stream_id).await,
-            Backend::Sqlite { events, .. } => events.load_events(&stream_id).await,
-        };
-        envelopes.map_err(BulkError::from)
+        chunk: &[TicketGroup],
+    ) -> Result<HashMap<Uuid, Vec<EventEnvelope<Ticket>>>, BulkError> {
+        match self.backend.as_ref() {
+            Backend::Postgres { pool, .. } => {
+                let ids: Vec<String> = chunk.iter().map(|group| group.ticket_id.to_string()).collect();
+                let mut streams = crate::postgres::load_ticket_streams(pool, &ids).await?;
+                Ok(chunk
+                    .iter()
+                    .filter_map(|group| Some((group.ticket_id, streams.remove(&group.ticket_id.to_string())?)))
+                    .collect())
+            }
+            Backend::Sqlite { events, .. } => {
+                let loaded: Vec<Result<(Uuid, Vec<EventEnvelope<Ticket>>), BulkError>> = futures::stream::iter(chunk)
+                    .map(|group| async move {
+                        let envelopes = events.load_events(&group.ticket_id.to_string()).await?;
+                        Ok((group.ticket_id, envelopes))
+                    })
+                    .buffered(BULK_PARALLELISM)
+                    .collect()
+                    .await;
+                loaded.into_iter().collect()
+            }
+        }
     }
 
-    /// Appends events of several streams in one transaction: with multi-row inserts on
-    /// PostgreSQL, through the repository on SQLite.
+    /// Appends events of several streams atomically: with one `COPY` on PostgreSQL, through the
+    /// repository in one transaction on SQLite.
     async fn persist(&self, events: &[SerializedEvent]) -> Result<(), PersistenceError> {
         match self.backend.as_ref() {
             Backend::Postgres { pool, .. } => crate::postgres::append_many(pool, events).await,

@@ -16,6 +16,7 @@ use cqrs_es::persist::{
 };
 use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
 use opencity_domain::{Ticket, TicketCommand, TicketError, TicketEvent, TicketServices};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::error::{CommandError, StoreError};
@@ -154,88 +155,107 @@ impl Store {
         metadata: &CommandMetadata,
         services: &TicketServices,
     ) -> Result<CommandOutcome, CommandError> {
-        match self.backend.as_ref() {
-            Backend::Postgres { events, .. } => {
-                self.execute_with(events, ticket_id, commands, metadata, services)
-                    .await
-            }
-            Backend::Sqlite { events, .. } => {
-                self.execute_with(events, ticket_id, commands, metadata, services)
-                    .await
-            }
-        }
-    }
-
-    async fn execute_with<R: PersistedEventRepository>(
-        &self,
-        events: &PersistedEventStore<R, Ticket>,
-        ticket_id: Uuid,
-        commands: Vec<TicketCommand>,
-        metadata: &CommandMetadata,
-        services: &TicketServices,
-    ) -> Result<CommandOutcome, CommandError> {
-        let stream_id = ticket_id.to_string();
         for attempt in 1..=MAX_ATTEMPTS {
-            let mut state = StreamState::new(ticket_id, events.load_events(&stream_id).await?);
-            let before = state.ticket.clone();
-            let current_sequence = state.last_sequence();
-            let decision = state.decide(commands.clone(), metadata, services)?;
-
-            if !decision.replayed && decision.appended > 0 {
-                let mut new_events: Vec<TicketEvent> =
-                    state.pending().iter().map(|envelope| envelope.payload.clone()).collect();
-                let subject =
-                    personal::key_subject(ticket_id, state.stored_events().chain(&new_events));
-                self.seal_new_events(ticket_id, subject, &mut new_events).await?;
-                if let Backend::Postgres { pool, .. } = self.backend.as_ref() {
-                    let serialized: Vec<SerializedEvent> = state
-                        .pending()
-                        .iter()
-                        .zip(new_events)
-                        .map(|(envelope, payload)| {
-                            SerializedEvent::try_from(&EventEnvelope::<Ticket> { payload, ..envelope.clone() })
-                        })
-                        .collect::<Result<_, _>>()
-                        .map_err(AggregateError::<TicketError>::from)?;
-                    match postgres::append_stream(pool, &serialized).await {
-                        Ok(checkpoints) => {
-                            self.notify_appended();
-                            let mut checkpoint_at = HashMap::new();
-                            if let (Some(sequence), Some(checkpoint)) = (decision.reported_sequence, checkpoints.last()) {
-                                checkpoint_at.insert((stream_id.clone(), i64::try_from(sequence).unwrap_or(i64::MAX)), *checkpoint);
-                            }
-                            return Ok(outcome_from(ticket_id, &decision, &checkpoint_at)?);
-                        }
-                        Err(PersistenceError::OptimisticLockError) => {
-                            retry_pause(attempt).await;
-                            continue;
-                        }
-                        Err(error) => return Err(AggregateError::<TicketError>::from(error).into()),
-                    }
+            let appended = match self.backend.as_ref() {
+                Backend::Postgres { pool, .. } => {
+                    self.try_postgres(pool, ticket_id, &commands, metadata, services).await?
                 }
-                let context = EventStoreAggregateContext {
-                    aggregate_id: stream_id.clone(),
-                    aggregate: before,
-                    current_sequence,
-                    current_snapshot: None,
-                };
-                match events
-                    .commit(new_events, context, metadata.to_map())
-                    .await
-                {
-                    Ok(_) => self.notify_appended(),
-                    Err(AggregateError::AggregateConflict) => {
-                        retry_pause(attempt).await;
-                        continue;
-                    }
-                    Err(error) => return Err(error.into()),
+                Backend::Sqlite { events, .. } => {
+                    self.try_repository(events, ticket_id, &commands, metadata, services).await?
                 }
+            };
+            match appended {
+                Some(outcome) => return Ok(outcome),
+                None => retry_pause(attempt).await,
             }
-            return Ok(self.outcome(ticket_id, &decision).await?);
         }
 
         tracing::warn!(%ticket_id, attempts = MAX_ATTEMPTS, "command failed: stream kept changing");
         Err(CommandError::Conflict)
+    }
+
+    /// One attempt of [`execute`](Store::execute) on PostgreSQL: loads the stream with the hash of
+    /// its last event and appends the chained events in one statement (see
+    /// [`postgres::append_stream`]). Returns `None` when another writer appended first.
+    async fn try_postgres(
+        &self,
+        pool: &PgPool,
+        ticket_id: Uuid,
+        commands: &[TicketCommand],
+        metadata: &CommandMetadata,
+        services: &TicketServices,
+    ) -> Result<Option<CommandOutcome>, CommandError> {
+        let stream_id = ticket_id.to_string();
+        let (stored, head_hash) = postgres::load_ticket_stream(pool, &stream_id).await?;
+        let mut state = StreamState::new(ticket_id, stored);
+        let decision = state.decide(commands.to_vec(), metadata, services)?;
+        if decision.replayed || decision.appended == 0 {
+            return Ok(Some(self.outcome(ticket_id, &decision).await?));
+        }
+        let sealed = self.sealed_pending(ticket_id, &state).await?;
+        let serialized: Vec<SerializedEvent> = state
+            .pending()
+            .iter()
+            .zip(sealed)
+            .map(|(envelope, payload)| {
+                SerializedEvent::try_from(&EventEnvelope::<Ticket> { payload, ..envelope.clone() })
+            })
+            .collect::<Result<_, _>>()
+            .map_err(AggregateError::<TicketError>::from)?;
+        match postgres::append_stream(pool, &serialized, &head_hash).await {
+            Ok(checkpoints) => {
+                self.notify_appended();
+                let mut checkpoint_at = HashMap::new();
+                if let (Some(sequence), Some(checkpoint)) = (decision.reported_sequence, checkpoints.last()) {
+                    checkpoint_at.insert((stream_id, i64::try_from(sequence).unwrap_or(i64::MAX)), *checkpoint);
+                }
+                Ok(Some(outcome_from(ticket_id, &decision, &checkpoint_at)?))
+            }
+            Err(PersistenceError::OptimisticLockError) => Ok(None),
+            Err(error) => Err(AggregateError::<TicketError>::from(error).into()),
+        }
+    }
+
+    /// One attempt of [`execute`](Store::execute) through a cqrs-es repository (SQLite): loads the
+    /// stream and commits the decided events. Returns `None` when another writer appended first.
+    async fn try_repository<R: PersistedEventRepository>(
+        &self,
+        events: &PersistedEventStore<R, Ticket>,
+        ticket_id: Uuid,
+        commands: &[TicketCommand],
+        metadata: &CommandMetadata,
+        services: &TicketServices,
+    ) -> Result<Option<CommandOutcome>, CommandError> {
+        let stream_id = ticket_id.to_string();
+        let mut state = StreamState::new(ticket_id, events.load_events(&stream_id).await?);
+        let before = state.ticket.clone();
+        let current_sequence = state.last_sequence();
+        let decision = state.decide(commands.to_vec(), metadata, services)?;
+        if !decision.replayed && decision.appended > 0 {
+            let sealed = self.sealed_pending(ticket_id, &state).await?;
+            let context = EventStoreAggregateContext {
+                aggregate_id: stream_id,
+                aggregate: before,
+                current_sequence,
+                current_snapshot: None,
+            };
+            match events.commit(sealed, context, metadata.to_map()).await {
+                Ok(_) => self.notify_appended(),
+                Err(AggregateError::AggregateConflict) => return Ok(None),
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(Some(self.outcome(ticket_id, &decision).await?))
+    }
+
+    /// Returns the decided events of `state` with their personal texts sealed under the key of
+    /// the ticket's resident.
+    async fn sealed_pending(&self, ticket_id: Uuid, state: &StreamState) -> Result<Vec<TicketEvent>, StoreError> {
+        let mut new_events: Vec<TicketEvent> =
+            state.pending().iter().map(|envelope| envelope.payload.clone()).collect();
+        let subject = personal::key_subject(ticket_id, state.stored_events().chain(&new_events));
+        self.seal_new_events(ticket_id, subject, &mut new_events).await?;
+        Ok(new_events)
     }
 
     /// Appends `events` to a ticket stream whose last sequence is `expected_sequence`, without

@@ -14,7 +14,8 @@
 //! - [`integrity`]: the hash chain of every stream, signed checkpoints and log verification.
 //! - [`model`]: stored events, log checkpoints, command metadata and outcomes.
 //! - [`StoreError`], [`CommandError`] (`error.rs`): failures with stable codes.
-//! - `postgres.rs`: the PostgreSQL schema and log reads; appends go through postgres-es.
+//! - `chain.rs`: events made ready for the log, with their hashes, for both backends.
+//! - `postgres.rs`: the PostgreSQL schema, appends, stream and log reads.
 //! - [`sqlite`]: the SQLite schema, log reads and [`SqliteEventRepository`], our cqrs-es
 //!   repository for SQLite.
 //! - [`audit`]: the record of who read residents' personal data.
@@ -23,6 +24,7 @@
 //! - [`tokens`]: API tokens, stored as hashes of their secrets.
 
 mod bulk;
+mod chain;
 mod config;
 mod error;
 mod execute;

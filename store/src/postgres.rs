@@ -1,15 +1,21 @@
-//! The PostgreSQL backend: schema, connection and the reads postgres-es does not offer (the
-//! global log, positions, counts). Appends and stream loads go through postgres-es's
-//! `PostgresEventRepository`.
+//! The PostgreSQL backend: schema, connection, appends with the hash chain computed by the
+//! writer (`chain.rs`), ticket stream loads, and the reads postgres-es does not offer (the
+//! global log, positions, counts). postgres-es's `PostgresEventRepository` remains for
+//! [`Store::append_events`](crate::Store::append_events); the insert trigger hashes its rows.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use cqrs_es::persist::{PersistenceError, SerializedEvent};
-use sqlx::postgres::{PgArguments, PgPoolOptions, PgRow};
+use cqrs_es::EventEnvelope;
+use opencity_domain::ticket::TICKET_STREAM_TYPE;
+use opencity_domain::Ticket;
+use sqlx::postgres::{PgArguments, PgPoolCopyExt, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row};
 
+use crate::chain::{chain_events, stored_heads_needed, ChainedEvent};
 use crate::error::StoreError;
+use crate::integrity::format_timestamp;
 use crate::model::{LogCheckpoint, StoredEvent};
 
 /// Maximum connections of the pool; the api, the projection runner and the importer share it.
@@ -25,12 +31,14 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 ///   commits out of order;
 /// - `tx_id`: the writing transaction's `xid8`, which orders the log for gap-safe readers
 ///   (see `READ_LOG`);
-/// - `occurred_at`: the business time, copied by a trigger from the payload
-///   (`{"Variant": {..., "occurred_at": ...}}`), because postgres-es inserts only its own
-///   seven columns;
-/// - `recorded_at`: the database clock at insert;
-/// - `prev_hash`, `hash`: the hash chain of the stream (docs/log-format.md), computed by the
-///   same trigger, which reads the rows inserted earlier in its own transaction.
+/// - `occurred_at`: the business time from the payload (`{"Variant": {..., "occurred_at": ...}}`);
+/// - `recorded_at`: the writer's clock at the append;
+/// - `prev_hash`, `hash`: the hash chain of the stream (docs/log-format.md).
+///
+/// The engine's own appends ([`append_stream`], [`append_many`]) write the last four columns,
+/// computed in the writing process as on SQLite. A row inserted without a hash (postgres-es's
+/// seven columns) gets them from the insert trigger, with the database clock as `recorded_at`;
+/// the trigger's `WHEN` condition skips it for every other row without calling PL/pgSQL.
 ///
 /// The writing process sends `NOTIFY opencity_events_appended` after its appends commit, so
 /// that the projection runners of every server wake (see [`announce_appends`]). `log_checkpoints` and `log_checkpoint_heads` hold the signed
@@ -131,9 +139,10 @@ BEGIN
 END
 $$;
 
+-- Rows that arrive with their hash were chained by the writer.
 CREATE OR REPLACE TRIGGER events_before_insert
     BEFORE INSERT ON events
-    FOR EACH ROW EXECUTE FUNCTION events_before_insert();
+    FOR EACH ROW WHEN (NEW.hash IS NULL) EXECUTE FUNCTION events_before_insert();
 
 DROP TRIGGER IF EXISTS events_set_occurred_at ON events;
 DROP FUNCTION IF EXISTS events_set_occurred_at();
@@ -218,44 +227,140 @@ pub(crate) async fn open(url: &str) -> Result<PgPool, StoreError> {
     Ok(pool)
 }
 
-/// Rows of one multi-row insert of [`append_many`]: 7 parameters each stay far below the limit
-/// of 65,535 parameters per statement.
+/// Rows of one multi-row insert of [`append_stream`]: 11 parameters each stay far below the
+/// limit of 65,535 parameters per statement.
 const APPEND_ROWS_PER_STATEMENT: usize = 1_000;
 
-/// Appends events of several streams in one transaction with multi-row inserts, where
-/// postgres-es sends one insert per event. The insert trigger computes each row's hash and reads
-/// the rows inserted before it by the same statement, so the chain is the same either way. A
-/// sequence that is already taken fails the whole transaction with `OptimisticLockError`.
+/// The columns the engine's appends write, in the order of [`insert_statement`] and
+/// [`copy_rows`].
+const APPEND_COLUMNS: &str = "aggregate_type, aggregate_id, sequence, event_type, event_version, \
+     payload, metadata, occurred_at, recorded_at, prev_hash, hash";
+
+/// Appends events of several streams with one `COPY`, which is atomic by itself: all rows are
+/// stored or none. Each stream is chained to its stored head, read in one query for the streams
+/// that continue. A sequence that is already taken fails the whole copy with
+/// `OptimisticLockError`.
 pub(crate) async fn append_many(pool: &PgPool, events: &[SerializedEvent]) -> Result<(), PersistenceError> {
-    let mut transaction = pool.begin().await.map_err(append_error)?;
-    for chunk in events.chunks(APPEND_ROWS_PER_STATEMENT) {
-        let insert = insert_statement(chunk.len(), "");
-        bind_events(sqlx::query(&insert), chunk)?
-            .execute(&mut *transaction)
-            .await
-            .map_err(append_error)?;
+    let needed = stored_heads_needed(events);
+    let heads = stored_hashes(pool, &needed).await.map_err(PersistenceError::from)?;
+    let chained = chain_events(events, |stream_type, stream_id, sequence| {
+        Ok(heads
+            .get(&(stream_type.to_string(), stream_id.to_string(), sequence - 1))
+            .cloned()
+            .unwrap_or_default())
+    })?;
+    let mut copy = pool
+        .copy_in_raw(&format!("COPY events ({APPEND_COLUMNS}) FROM STDIN (FORMAT csv)"))
+        .await
+        .map_err(append_error)?;
+    if let Err(error) = copy.send(copy_rows(&chained)).await {
+        let _ = copy.abort("the rows could not be sent").await;
+        return Err(append_error(error));
     }
-    transaction.commit().await.map_err(append_error)
+    copy.finish().await.map_err(append_error)?;
+    Ok(())
 }
 
-/// Appends the events of one command in a single statement without an explicit transaction, and
-/// returns their checkpoints in sequence order. A statement is atomic by itself, so this is one
-/// round trip where postgres-es needs three (`BEGIN`, `INSERT`, `COMMIT`) and the caller a
-/// fourth to learn the positions. A taken sequence fails with `OptimisticLockError`.
+/// Returns the hashes of the given stored events (stream type, stream id, sequence); events
+/// that are not stored, or stored without a hash, are missing from the map.
+async fn stored_hashes(
+    pool: &PgPool,
+    events: &[(String, String, i64)],
+) -> Result<HashMap<(String, String, i64), String>, StoreError> {
+    if events.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut types = Vec::with_capacity(events.len());
+    let mut ids = Vec::with_capacity(events.len());
+    let mut sequences = Vec::with_capacity(events.len());
+    for (stream_type, stream_id, sequence) in events {
+        types.push(stream_type.as_str());
+        ids.push(stream_id.as_str());
+        sequences.push(*sequence);
+    }
+    let rows = sqlx::query(
+        "SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.hash
+           FROM events e
+           JOIN unnest($1::text[], $2::text[], $3::bigint[]) AS wanted(aggregate_type, aggregate_id, sequence)
+             ON e.aggregate_type = wanted.aggregate_type
+            AND e.aggregate_id = wanted.aggregate_id
+            AND e.sequence = wanted.sequence
+          WHERE e.hash IS NOT NULL",
+    )
+    .bind(types)
+    .bind(ids)
+    .bind(sequences)
+    .fetch_all(pool)
+    .await?;
+    let mut hashes = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let key = (row.try_get("aggregate_type")?, row.try_get("aggregate_id")?, row.try_get("sequence")?);
+        hashes.insert(key, row.try_get("hash")?);
+    }
+    Ok(hashes)
+}
+
+/// Encodes events as `COPY` CSV rows in the order of [`APPEND_COLUMNS`]. Every text is quoted,
+/// so an empty `prev_hash` is stored as an empty text, not as NULL.
+fn copy_rows(events: &[ChainedEvent<'_>]) -> Vec<u8> {
+    fn quoted(out: &mut String, text: &str) {
+        out.push('"');
+        for part in text.split_inclusive('"') {
+            out.push_str(part);
+            if part.ends_with('"') {
+                out.push('"');
+            }
+        }
+        out.push('"');
+    }
+    let mut out = String::with_capacity(events.iter().map(|event| event.payload.len() + 400).sum());
+    for event in events {
+        let texts = [
+            event.event.aggregate_type.as_str(),
+            &event.event.aggregate_id,
+            &event.sequence.to_string(),
+            &event.event.event_type,
+            &event.event.event_version,
+            &event.payload,
+            &event.metadata,
+            &format_timestamp(event.occurred_at),
+            &format_timestamp(event.recorded_at),
+            &event.prev_hash,
+            &event.hash,
+        ];
+        for (column, text) in texts.into_iter().enumerate() {
+            if column > 0 {
+                out.push(',');
+            }
+            quoted(&mut out, text);
+        }
+        out.push('\n');
+    }
+    out.into_bytes()
+}
+
+/// Appends the events of one command, chained to `head_hash` (the hash of the stream's last
+/// stored event, empty for a new stream), in a single statement without an explicit
+/// transaction, and returns their checkpoints in sequence order. A statement is atomic by
+/// itself, so this is one round trip where postgres-es needs three (`BEGIN`, `INSERT`,
+/// `COMMIT`) and the caller a fourth to learn the positions. A taken sequence fails with
+/// `OptimisticLockError`.
 pub(crate) async fn append_stream(
     pool: &PgPool,
     events: &[SerializedEvent],
+    head_hash: &str,
 ) -> Result<Vec<LogCheckpoint>, PersistenceError> {
     if events.len() > APPEND_ROWS_PER_STATEMENT {
         return Err(PersistenceError::UnknownError(
             format!("{} events for one command, more than one statement takes", events.len()).into(),
         ));
     }
+    let chained = chain_events(events, |_, _, _| Ok(head_hash.to_string()))?;
     let insert = insert_statement(
-        events.len(),
+        chained.len(),
         " RETURNING sequence, tx_id::text::bigint AS tx, global_position",
     );
-    let mut rows = bind_events(sqlx::query(&insert), events)?
+    let mut rows = bind_events(sqlx::query(&insert), &chained)
         .fetch_all(pool)
         .await
         .map_err(append_error)?
@@ -270,48 +375,107 @@ pub(crate) async fn append_stream(
     Ok(rows.into_iter().map(|(_, checkpoint)| checkpoint).collect())
 }
 
-/// Returns a multi-row `INSERT` of `rows` events, seven parameters each, followed by `tail`.
+/// Returns a multi-row `INSERT` of `rows` events, eleven parameters each, followed by `tail`.
 fn insert_statement(rows: usize, tail: &str) -> String {
     let values: Vec<String> = (0..rows)
         .map(|row| {
-            let first = row * 7;
+            let first = row * 11;
+            let [type_, id, sequence, event_type, version, payload, metadata, occurred, recorded, prev, hash] =
+                std::array::from_fn(|column| first + column + 1);
             format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                first + 1,
-                first + 2,
-                first + 3,
-                first + 4,
-                first + 5,
-                first + 6,
-                first + 7
+                "(${type_}, ${id}, ${sequence}, ${event_type}, ${version}, ${payload}::json, ${metadata}::json, \
+                  ${occurred}, ${recorded}, ${prev}, ${hash})"
             )
         })
         .collect();
-    format!(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-         VALUES {}{tail}",
-        values.join(", ")
-    )
+    format!("INSERT INTO events ({APPEND_COLUMNS}) VALUES {}{tail}", values.join(", "))
 }
 
 /// Binds the columns of `events` in the order of [`insert_statement`].
 fn bind_events<'q>(
     mut query: sqlx::query::Query<'q, Postgres, PgArguments>,
-    events: &'q [SerializedEvent],
-) -> Result<sqlx::query::Query<'q, Postgres, PgArguments>, PersistenceError> {
+    events: &'q [ChainedEvent<'q>],
+) -> sqlx::query::Query<'q, Postgres, PgArguments> {
     for event in events {
-        let sequence = i64::try_from(event.sequence)
-            .map_err(|_| PersistenceError::UnknownError(format!("sequence {} is out of range", event.sequence).into()))?;
         query = query
-            .bind(&event.aggregate_type)
-            .bind(&event.aggregate_id)
-            .bind(sequence)
-            .bind(&event.event_type)
-            .bind(&event.event_version)
+            .bind(&event.event.aggregate_type)
+            .bind(&event.event.aggregate_id)
+            .bind(event.sequence)
+            .bind(&event.event.event_type)
+            .bind(&event.event.event_version)
             .bind(&event.payload)
-            .bind(&event.metadata);
+            .bind(&event.metadata)
+            .bind(event.occurred_at)
+            .bind(event.recorded_at)
+            .bind(&event.prev_hash)
+            .bind(&event.hash);
     }
-    Ok(query)
+    query
+}
+
+/// Loads a ticket stream for a command: its events in sequence order, decoded, and the hash of
+/// the last one (empty for a new stream, or for a last event stored before hashes existed).
+pub(crate) async fn load_ticket_stream(
+    pool: &PgPool,
+    stream_id: &str,
+) -> Result<(Vec<EventEnvelope<Ticket>>, String), StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {TICKET_STREAM_COLUMNS} FROM events
+          WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence"
+    ))
+    .bind(TICKET_STREAM_TYPE)
+    .bind(stream_id)
+    .fetch_all(pool)
+    .await?;
+    let mut head_hash = String::new();
+    let mut envelopes = Vec::with_capacity(rows.len());
+    for row in &rows {
+        envelopes.push(ticket_envelope(row)?);
+        head_hash = row.try_get::<Option<String>, _>("hash")?.unwrap_or_default();
+    }
+    Ok((envelopes, head_hash))
+}
+
+/// Loads several ticket streams in one query, for a bulk execution: the decoded events of each
+/// stream that has any, in sequence order.
+pub(crate) async fn load_ticket_streams(
+    pool: &PgPool,
+    stream_ids: &[String],
+) -> Result<HashMap<String, Vec<EventEnvelope<Ticket>>>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {TICKET_STREAM_COLUMNS} FROM events
+          WHERE aggregate_type = $1 AND aggregate_id = ANY($2) ORDER BY aggregate_id, sequence"
+    ))
+    .bind(TICKET_STREAM_TYPE)
+    .bind(stream_ids)
+    .fetch_all(pool)
+    .await?;
+    let mut streams: HashMap<String, Vec<EventEnvelope<Ticket>>> = HashMap::new();
+    for row in &rows {
+        let envelope = ticket_envelope(row)?;
+        streams.entry(envelope.aggregate_id.clone()).or_default().push(envelope);
+    }
+    Ok(streams)
+}
+
+/// Columns of a ticket stream load, as [`ticket_envelope`] reads them.
+const TICKET_STREAM_COLUMNS: &str =
+    "aggregate_id, sequence, payload::text AS payload, metadata::text AS metadata, hash";
+
+/// Decodes one row of a ticket stream load, as postgres-es's `load_events` does.
+fn ticket_envelope(row: &PgRow) -> Result<EventEnvelope<Ticket>, StoreError> {
+    let aggregate_id: String = row.try_get("aggregate_id")?;
+    let sequence: i64 = row.try_get("sequence")?;
+    let payload: &str = row.try_get("payload")?;
+    let metadata: &str = row.try_get("metadata")?;
+    Ok(EventEnvelope {
+        sequence: usize::try_from(sequence).map_err(|_| {
+            StoreError::Database(format!("sequence {sequence} of stream {aggregate_id} is negative").into())
+        })?,
+        aggregate_id,
+        payload: serde_json::from_str(payload)?,
+        metadata: serde_json::from_str(metadata)?,
+    })
 }
 
 fn append_error(error: sqlx::Error) -> PersistenceError {

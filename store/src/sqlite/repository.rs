@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, SubsecRound, Utc};
 use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
 };
@@ -13,9 +12,9 @@ use serde_json::Value;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
 
-use super::{format_timestamp, parse_timestamp, SqliteDatabase, SqliteWriteTransaction};
+use super::{format_timestamp, SqliteDatabase, SqliteWriteTransaction};
 use crate::error::StoreError;
-use crate::integrity::{canonical_event_hash, EventHashInput};
+use crate::chain::{chain_events, stored_heads_needed};
 
 /// Events buffered between the database and a replay consumer.
 const STREAM_CHANNEL_SIZE: usize = 200;
@@ -87,72 +86,40 @@ impl SqliteEventRepository {
         stream
     }
 
-    /// Inserts events with their hash chain. `recorded_at` is taken here, truncated to
-    /// microseconds, so the hash covers exactly the stored text.
+    /// Inserts events with their hash chain (see [`chain_events`]).
     async fn insert_events(
         write: &mut SqliteWriteTransaction,
         events: &[SerializedEvent],
     ) -> Result<(), PersistenceError> {
-        // Hash of the last event inserted per stream in this call.
-        let mut last_hashes: HashMap<(String, String), (i64, String)> = HashMap::new();
-        for event in events {
-            let sequence = i64::try_from(event.sequence).map_err(|_| {
-                PersistenceError::UnknownError(
-                    format!("sequence {} is out of range", event.sequence).into(),
-                )
-            })?;
-            let occurred_at = occurred_at(&event.payload).ok_or_else(|| {
-                PersistenceError::UnknownError(
-                    format!(
-                        "event {} of stream {}/{} at sequence {} has no occurred_at in its payload",
-                        event.event_type, event.aggregate_type, event.aggregate_id, event.sequence
-                    )
-                    .into(),
-                )
-            })?;
-            let key = (event.aggregate_type.clone(), event.aggregate_id.clone());
-            let prev_hash = match last_hashes.get(&key) {
-                Some((last, hash)) if *last == sequence - 1 => hash.clone(),
-                _ => Self::previous_hash(write, &key.0, &key.1, sequence).await?,
-            };
-
-            let payload = event.payload.to_string();
-            let metadata = event.metadata.to_string();
-            let occurred_at = parse_timestamp(&format_timestamp(occurred_at))?;
-            let recorded_at = Utc::now().trunc_subsecs(6);
-            let hash = canonical_event_hash(&EventHashInput {
-                stream_type: &event.aggregate_type,
-                stream_id: &event.aggregate_id,
-                sequence,
-                event_type: &event.event_type,
-                event_version: &event.event_version,
-                occurred_at,
-                recorded_at,
-                prev_hash: &prev_hash,
-                payload: &payload,
-                metadata: &metadata,
-            });
+        let mut heads: HashMap<(String, String), String> = HashMap::new();
+        for (stream_type, stream_id, previous) in stored_heads_needed(events) {
+            let hash = Self::previous_hash(write, &stream_type, &stream_id, previous + 1).await?;
+            heads.insert((stream_type, stream_id), hash);
+        }
+        let chained = chain_events(events, |stream_type, stream_id, _| {
+            Ok(heads.get(&(stream_type.to_string(), stream_id.to_string())).cloned().unwrap_or_default())
+        })?;
+        for event in chained {
             sqlx::query(
                 "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type,
                                      event_version, payload, metadata, occurred_at,
                                      recorded_at, prev_hash, hash)
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
-            .bind(&event.aggregate_type)
-            .bind(&event.aggregate_id)
-            .bind(sequence)
-            .bind(&event.event_type)
-            .bind(&event.event_version)
-            .bind(payload)
-            .bind(metadata)
-            .bind(format_timestamp(occurred_at))
-            .bind(format_timestamp(recorded_at))
-            .bind(&prev_hash)
-            .bind(&hash)
+            .bind(&event.event.aggregate_type)
+            .bind(&event.event.aggregate_id)
+            .bind(event.sequence)
+            .bind(&event.event.event_type)
+            .bind(&event.event.event_version)
+            .bind(event.payload)
+            .bind(event.metadata)
+            .bind(format_timestamp(event.occurred_at))
+            .bind(format_timestamp(event.recorded_at))
+            .bind(event.prev_hash)
+            .bind(event.hash)
             .execute(&mut *write.transaction)
             .await
             .map_err(persistence_error)?;
-            last_hashes.insert(key, (sequence, hash));
         }
         Ok(())
     }
@@ -307,15 +274,6 @@ impl PersistedEventRepository for SqliteEventRepository {
     }
 }
 
-/// Reads the business time from a payload shaped `{"Variant": {..., "occurred_at": "..."}}`.
-fn occurred_at(payload: &Value) -> Option<DateTime<Utc>> {
-    let (_, body) = payload.as_object()?.iter().next()?;
-    let text = body.get("occurred_at")?.as_str()?;
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|at| at.with_timezone(&Utc))
-}
-
 fn serialized_event(row: &SqliteRow) -> Result<SerializedEvent, PersistenceError> {
     let payload: String = row.try_get("payload").map_err(persistence_error)?;
     let metadata: String = row.try_get("metadata").map_err(persistence_error)?;
@@ -345,30 +303,4 @@ fn persistence_error(error: sqlx::Error) -> PersistenceError {
         }
     }
     StoreError::from(error).into()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::occurred_at;
-
-    #[test]
-    fn occurred_at_reads_inner_field() {
-        let payload =
-            serde_json::json!({"TicketAccepted": {"occurred_at": "2024-03-01T10:00:00+03:00"}});
-        let at = occurred_at(&payload).map(|at| at.to_rfc3339());
-        assert_eq!(at.as_deref(), Some("2024-03-01T07:00:00+00:00"));
-    }
-
-    #[test]
-    fn occurred_at_missing_is_none() {
-        assert_eq!(
-            occurred_at(&serde_json::json!({"TicketAccepted": {}})),
-            None
-        );
-        assert_eq!(occurred_at(&serde_json::json!("TicketAccepted")), None);
-        assert_eq!(
-            occurred_at(&serde_json::json!({"A": {"occurred_at": "yesterday"}})),
-            None
-        );
-    }
 }

@@ -1,0 +1,199 @@
+//! Events made ready for the log: the stored texts, the business and recording times, and the
+//! link into the stream's hash chain (docs/log-format.md). Both backends write what
+//! [`chain_events`] returns, so the writer computes every hash and the database only stores it.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, SubsecRound, Utc};
+use cqrs_es::persist::{PersistenceError, SerializedEvent};
+use serde_json::Value;
+
+use crate::integrity::{canonical_event_hash, EventHashInput};
+
+/// One event as it is stored, with its hash.
+pub(crate) struct ChainedEvent<'a> {
+    pub(crate) event: &'a SerializedEvent,
+    pub(crate) sequence: i64,
+    /// The payload's JSON text; the hash covers exactly this text.
+    pub(crate) payload: String,
+    pub(crate) metadata: String,
+    /// The payload's `occurred_at`, to the microsecond.
+    pub(crate) occurred_at: DateTime<Utc>,
+    pub(crate) recorded_at: DateTime<Utc>,
+    pub(crate) prev_hash: String,
+    pub(crate) hash: String,
+}
+
+/// Chains `events`, in order, to the last stored hash of each stream. `stored_head` returns it
+/// for a stream (type, id) whose events before `sequence` are stored: the hash of event
+/// `sequence - 1`, or an empty string for the first event or an event stored before hashes
+/// existed. It is asked only for the first event of each stream in `events`; the later ones
+/// chain to the event before them. `recorded_at` is the writer's clock, to the microsecond.
+pub(crate) fn chain_events<'a>(
+    events: &'a [SerializedEvent],
+    mut stored_head: impl FnMut(&str, &str, i64) -> Result<String, PersistenceError>,
+) -> Result<Vec<ChainedEvent<'a>>, PersistenceError> {
+    let recorded_at = Utc::now().trunc_subsecs(6);
+    let mut last_hashes: HashMap<(&str, &str), (i64, String)> = HashMap::new();
+    let mut chained = Vec::with_capacity(events.len());
+    for event in events {
+        let sequence = i64::try_from(event.sequence).map_err(|_| {
+            PersistenceError::UnknownError(format!("sequence {} is out of range", event.sequence).into())
+        })?;
+        let occurred_at = occurred_at(&event.payload).ok_or_else(|| {
+            PersistenceError::UnknownError(
+                format!(
+                    "event {} of stream {}/{} at sequence {} has no occurred_at in its payload",
+                    event.event_type, event.aggregate_type, event.aggregate_id, event.sequence
+                )
+                .into(),
+            )
+        })?;
+        let key = (event.aggregate_type.as_str(), event.aggregate_id.as_str());
+        let prev_hash = match last_hashes.get(&key) {
+            Some((last, hash)) if *last == sequence - 1 => hash.clone(),
+            _ if sequence <= 1 => String::new(),
+            _ => stored_head(key.0, key.1, sequence)?,
+        };
+        let payload = event.payload.to_string();
+        let metadata = event.metadata.to_string();
+        let hash = canonical_event_hash(&EventHashInput {
+            stream_type: &event.aggregate_type,
+            stream_id: &event.aggregate_id,
+            sequence,
+            event_type: &event.event_type,
+            event_version: &event.event_version,
+            occurred_at,
+            recorded_at,
+            prev_hash: &prev_hash,
+            payload: &payload,
+            metadata: &metadata,
+        });
+        last_hashes.insert(key, (sequence, hash.clone()));
+        chained.push(ChainedEvent {
+            event,
+            sequence,
+            payload,
+            metadata,
+            occurred_at,
+            recorded_at,
+            prev_hash,
+            hash,
+        });
+    }
+    Ok(chained)
+}
+
+/// Returns the streams whose first event in `events` follows events stored earlier, each with
+/// the sequence of the last stored one: the heads [`chain_events`] asks for.
+pub(crate) fn stored_heads_needed(events: &[SerializedEvent]) -> Vec<(String, String, i64)> {
+    let mut seen: HashSet<(&str, &str)> = HashSet::new();
+    events
+        .iter()
+        .filter(|event| seen.insert((event.aggregate_type.as_str(), event.aggregate_id.as_str())))
+        .filter(|event| event.sequence > 1)
+        .map(|event| {
+            let previous = i64::try_from(event.sequence - 1).unwrap_or(i64::MAX);
+            (event.aggregate_type.clone(), event.aggregate_id.clone(), previous)
+        })
+        .collect()
+}
+
+/// Reads the business time from a payload shaped `{"Variant": {..., "occurred_at": "..."}}`,
+/// with the part below a microsecond dropped, as the log stores it.
+pub(crate) fn occurred_at(payload: &Value) -> Option<DateTime<Utc>> {
+    let (_, body) = payload.as_object()?.iter().next()?;
+    let text = body.get("occurred_at")?.as_str()?;
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|at| at.with_timezone(&Utc).trunc_subsecs(6))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn event(stream: &str, sequence: usize, occurred_at: &str) -> SerializedEvent {
+        SerializedEvent {
+            aggregate_id: stream.to_string(),
+            sequence,
+            aggregate_type: "ticket".to_string(),
+            event_type: "Commented".to_string(),
+            event_version: "1".to_string(),
+            payload: json!({"Commented": {"occurred_at": occurred_at, "text": "течёт кран"}}),
+            metadata: json!({"actor": "dispatcher"}),
+        }
+    }
+
+    /// Stream `a` from its first event, stream `b` after three stored ones, interleaved.
+    fn two_streams() -> [SerializedEvent; 4] {
+        [
+            event("a", 1, "2026-03-01T09:00:00Z"),
+            event("b", 4, "2026-03-01T09:01:00Z"),
+            event("a", 2, "2026-03-01T09:02:00Z"),
+            event("b", 5, "2026-03-01T09:03:00Z"),
+        ]
+    }
+
+    #[test]
+    fn occurred_at_reads_inner_field() {
+        let at = occurred_at(&json!({"Registered": {"occurred_at": "2026-03-01T09:30:00.123456789+03:00"}}));
+        assert_eq!(at.unwrap().to_rfc3339(), "2026-03-01T06:30:00.123456+00:00");
+    }
+
+    #[test]
+    fn occurred_at_missing_is_none() {
+        assert!(occurred_at(&json!({"Registered": {"channel": "phone"}})).is_none());
+        assert!(occurred_at(&json!("Registered")).is_none());
+        assert!(occurred_at(&json!({"Registered": {"occurred_at": "yesterday"}})).is_none());
+    }
+
+    #[test]
+    fn chain_links_events_of_a_call_and_the_stored_head() {
+        let events = two_streams();
+        let mut asked = Vec::new();
+        let chained = chain_events(&events, |_, stream, sequence| {
+            asked.push((stream.to_string(), sequence));
+            Ok(format!("head-of-{stream}"))
+        })
+        .unwrap();
+
+        assert_eq!(asked, [("b".to_string(), 4)], "only the first event after stored ones asks");
+        assert_eq!(chained[0].prev_hash, "");
+        assert_eq!(chained[1].prev_hash, "head-of-b");
+        assert_eq!(chained[2].prev_hash, chained[0].hash);
+        assert_eq!(chained[3].prev_hash, chained[1].hash);
+        for chained_event in &chained {
+            let input = EventHashInput {
+                stream_type: "ticket",
+                stream_id: &chained_event.event.aggregate_id,
+                sequence: chained_event.sequence,
+                event_type: "Commented",
+                event_version: "1",
+                occurred_at: chained_event.occurred_at,
+                recorded_at: chained_event.recorded_at,
+                prev_hash: &chained_event.prev_hash,
+                payload: &chained_event.payload,
+                metadata: &chained_event.metadata,
+            };
+            assert_eq!(chained_event.hash, canonical_event_hash(&input));
+            assert_eq!(chained_event.recorded_at, chained_event.recorded_at.trunc_subsecs(6));
+        }
+    }
+
+    #[test]
+    fn stored_heads_needed_only_for_continued_streams() {
+        let events = two_streams();
+        assert_eq!(stored_heads_needed(&events), [("ticket".to_string(), "b".to_string(), 3)]);
+    }
+
+    #[test]
+    fn chain_refuses_event_without_business_time() {
+        let mut broken = event("a", 1, "2026-03-01T09:00:00Z");
+        broken.payload = json!({"Commented": {"text": "без времени"}});
+        let error = chain_events(std::slice::from_ref(&broken), |_, _, _| Ok(String::new())).err().unwrap();
+        assert!(error.to_string().contains("has no occurred_at"), "{error}");
+    }
+}
