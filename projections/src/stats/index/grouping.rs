@@ -140,7 +140,7 @@ struct Radix {
 }
 
 /// The lookup from packed keys to group numbers.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Table {
     /// Group number plus one by packed key, 0 for none yet.
     Dense(Vec<u32>),
@@ -155,7 +155,7 @@ enum Table {
 /// `Priority::ALL` and `Channel::ALL`, and period numbers. Keys within the value ranges of the
 /// index are packed into one integer in mixed radix. Any other key goes to a map by the whole
 /// tuple, because a ticket kept as a whole view may lie outside those ranges.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct Grouper<'a> {
     radixes: Vec<Radix>,
     table: Table,
@@ -306,6 +306,16 @@ impl<'a> Grouper<'a> {
         self.keys.push(self.buffer.clone());
         self.overflow.insert(self.buffer.clone(), group);
         group as usize
+    }
+
+    /// Returns how many groups have been assigned.
+    pub fn group_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Returns the key tuple of group number `group`, in `group_by` order.
+    pub fn key_values(&self, group: usize) -> &[i64] {
+        &self.keys[group]
     }
 
     /// Returns the group key of group number `group`, with names and labels.

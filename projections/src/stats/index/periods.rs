@@ -135,7 +135,7 @@ pub(super) fn period_number_label(number: i64, period: Dimension) -> String {
 }
 
 /// Month numbers of the days of a day column, looked up by `day - first_day`.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct MonthTable {
     first_day: i32,
     months: Vec<i64>,

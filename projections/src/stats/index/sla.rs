@@ -4,7 +4,8 @@
 //! The scan is branch-free per row where the data decide: counters add flag bits, and duration
 //! keys are written to the next free slot and kept only when they count. A grouped query makes
 //! two passes: the first assigns each row its group and counts, the second scatters the
-//! duration keys into one array cut into a segment per group, as a counting sort does.
+//! duration keys into one array cut into a segment per group, as a counting sort does. On a
+//! large index both passes run on two threads, each over half of the rows.
 
 use chrono_tz::Tz;
 
@@ -39,6 +40,25 @@ struct Totals {
 type Counted = u64;
 
 impl Totals {
+    /// Returns the sums of two sets of counters.
+    fn merged(&self, other: &Totals) -> Totals {
+        Totals {
+            received: self.received + other.received,
+            resolved: self.resolved + other.resolved,
+            resolved_on_time: self.resolved_on_time + other.resolved_on_time,
+            reported_complete: self.reported_complete + other.reported_complete,
+            reopened: self.reopened + other.reopened,
+            resident_answers: self.resident_answers + other.resident_answers,
+            confirmed: self.confirmed + other.confirmed,
+            rating_sum: self.rating_sum + other.rating_sum,
+            rating_count: self.rating_count + other.rating_count,
+            cancelled: self.cancelled + other.cancelled,
+            flagged: self.flagged + other.flagged,
+            accepts: self.accepts + other.accepts,
+            resolves: self.resolves + other.resolves,
+        }
+    }
+
     /// Adds a ticket and returns which of its durations count. Cancelled tickets count only
     /// as received, cancelled and flagged; resolution figures count only closed tickets.
     #[inline(always)]
@@ -272,50 +292,174 @@ fn scan_ungrouped(scan: &mut Scan<'_>) -> (Segments, Segments) {
     )
 }
 
-/// Scans in two passes: slots and counters, then the duration keys scattered by slot.
+/// Rows below which a grouped scan stays on the calling thread. Unit tests split every index of
+/// two rows or more, so that the comparisons with the reference cover the merge of the halves.
+#[cfg(not(test))]
+const PARALLEL_ROWS: usize = 100_000;
+#[cfg(test)]
+const PARALLEL_ROWS: usize = 2;
+
+/// Scans in two passes: slots and counters, then the duration keys scattered by slot. Above
+/// [`PARALLEL_ROWS`] rows each pass runs on two threads, one per half of the rows. The second
+/// half numbers its groups with a grouper of its own; they are mapped to the first half's
+/// numbers between the passes, so the rows come out as in one pass.
 fn scan_grouped(scan: &mut Scan<'_>) -> (Segments, Segments) {
-    let index = scan.index;
-    let columns = &index.columns;
-    let rows = columns.len();
-    let mut slots = vec![0u32; rows];
-    for (row, row_slot) in slots.iter_mut().enumerate() {
+    let rows = scan.index.columns.len();
+    let split = if rows >= PARALLEL_ROWS { rows / 2 } else { rows };
+    let mut second_grouper = scan.grouper.clone();
+    let mut first_grouper = scan.grouper.clone();
+    let (first, second) = {
+        let scan = &*scan;
+        std::thread::scope(|threads| {
+            let second = threads.spawn(|| assign_slots(scan, &mut second_grouper, split..rows));
+            let first = assign_slots(scan, &mut first_grouper, 0..split);
+            (first, second.join().expect("the second half of a grouped scan panicked"))
+        })
+    };
+    scan.grouper = first_grouper;
+
+    // Slot numbers of the second half in the first half's numbering; slot 0 stays 0.
+    let mut second_to_first = vec![0u32; second_grouper.group_count() + 1];
+    for group in 0..second_grouper.group_count() {
+        second_to_first[group + 1] = (scan.grouper.group_of_key(second_grouper.key_values(group)) + 1) as u32;
+    }
+    let slot_count = scan.grouper.group_count() + 1;
+    let mut first_counts = first.totals;
+    first_counts.resize(slot_count, Totals::default());
+    let mut second_counts = vec![Totals::default(); slot_count];
+    for (slot, totals) in second.totals.iter().enumerate() {
+        second_counts[second_to_first[slot] as usize] = *totals;
+    }
+    for slot in 0..slot_count {
+        let merged = first_counts[slot].merged(&second_counts[slot]);
+        *scan.slot_totals(slot) = merged;
+    }
+
+    let (accept_keys, accept_spans, [accept_first, accept_second]) =
+        layout(&first_counts, &second_counts, |totals| totals.accepts);
+    let (resolve_keys, resolve_spans, [resolve_first, resolve_second]) =
+        layout(&first_counts, &second_counts, |totals| totals.resolves);
+    let columns = &scan.index.columns;
+    let mut accepts = (accept_keys, accept_first, accept_second);
+    let mut resolves = (resolve_keys, resolve_first, resolve_second);
+    {
+        let (accept_first, accept_second) = split_parts(&mut accepts.0, &accepts.1, &accepts.2);
+        let (resolve_first, resolve_second) = split_parts(&mut resolves.0, &resolves.1, &resolves.2);
+        let identity = |slot: u32| slot;
+        let remap = |slot: u32| second_to_first[slot as usize];
+        std::thread::scope(|threads| {
+            let second_slots = &second.slots;
+            threads.spawn(move || scatter_keys(columns, split, second_slots, remap, accept_second, resolve_second));
+            scatter_keys(columns, 0, &first.slots, identity, accept_first, resolve_first);
+        });
+    }
+    (
+        Segments { keys: close_gaps(accepts.0, &accept_spans, &accepts.1, &accepts.2), spans: accept_spans },
+        Segments { keys: close_gaps(resolves.0, &resolve_spans, &resolves.1, &resolves.2), spans: resolve_spans },
+    )
+}
+
+/// The slots and counters of the rows of one part of a grouped scan.
+struct PartSlots {
+    /// Slot of each row of the part, in the part's own group numbering.
+    slots: Vec<u32>,
+    totals: Vec<Totals>,
+}
+
+/// First pass over `range`: the slot of each row, with `grouper` numbering the groups, and the
+/// counters of each slot.
+fn assign_slots(scan: &Scan<'_>, grouper: &mut Grouper<'_>, range: std::ops::Range<usize>) -> PartSlots {
+    let columns = &scan.index.columns;
+    let mut slots = Vec::with_capacity(range.len());
+    let mut totals = vec![Totals::default(); grouper.group_count() + 1];
+    for row in range {
         let slot = if scan.includes(row) {
-            scan.grouper.group_of_row(columns, row, &CurrentAttributes { columns, row }) + 1
+            grouper.group_of_row(columns, row, &CurrentAttributes { columns, row }) + 1
         } else {
             0
         };
-        *row_slot = slot as u32;
-        scan.slot_totals(slot).add(facts_of_row(columns, row));
-    }
-
-    // Slot 0 gets no keys; every segment has one spare cell for the writes that do not count.
-    let layout = |count: &dyn Fn(&Totals) -> u64| {
-        let mut spans = Vec::with_capacity(scan.totals.len());
-        let mut next = Vec::with_capacity(scan.totals.len());
-        let mut start = 0usize;
-        for (slot, totals) in scan.totals.iter().enumerate() {
-            let len = if slot == 0 { 0 } else { count(totals) as usize };
-            spans.push((start, len));
-            next.push(start);
-            start += len + 1;
+        if slot >= totals.len() {
+            totals.resize(slot + 1, Totals::default());
         }
-        (spans, next, start)
-    };
-    let (accept_spans, mut accept_next, accept_cells) = layout(&|totals| totals.accepts);
-    let (resolve_spans, mut resolve_next, resolve_cells) = layout(&|totals| totals.resolves);
-    let mut accept_keys = vec![0i64; accept_cells];
-    let mut resolve_keys = vec![0i64; resolve_cells];
-    for (row, slot) in slots.iter().enumerate() {
-        let slot = *slot as usize;
+        slots.push(slot as u32);
+        totals[slot].add(facts_of_row(columns, row));
+    }
+    PartSlots { slots, totals }
+}
+
+/// Lays out the duration keys of every slot in one array: the first part's keys, a spare cell,
+/// the second part's keys, a spare cell. The spare cells take the writes of keys that do not
+/// count, so the scatter needs no branch. Returns the array, each slot's span (its start and its
+/// number of keys) and the start of each part's cells by slot. Slot 0 gets no keys.
+fn layout(
+    first: &[Totals],
+    second: &[Totals],
+    count: impl Fn(&Totals) -> u64,
+) -> (Vec<i64>, Vec<(usize, usize)>, [Vec<usize>; 2]) {
+    let mut spans = Vec::with_capacity(first.len());
+    let mut starts = [Vec::with_capacity(first.len()), Vec::with_capacity(first.len())];
+    let mut next = 0usize;
+    for (slot, (first, second)) in first.iter().zip(second).enumerate() {
+        let (first_len, second_len) = if slot == 0 { (0, 0) } else { (count(first) as usize, count(second) as usize) };
+        spans.push((next, first_len + second_len));
+        starts[0].push(next);
+        starts[1].push(next + first_len + 1);
+        next += first_len + second_len + 2;
+    }
+    (vec![0; next], spans, starts)
+}
+
+/// Cuts the key array of [`layout`] into the cells of each part: for each slot, its keys and
+/// the spare cell after them.
+fn split_parts<'k>(keys: &'k mut [i64], first: &[usize], second: &[usize]) -> (Vec<&'k mut [i64]>, Vec<&'k mut [i64]>) {
+    let total = keys.len();
+    let mut first_cells = Vec::with_capacity(first.len());
+    let mut second_cells = Vec::with_capacity(first.len());
+    let mut rest = keys;
+    for slot in 0..first.len() {
+        let slot_end = first.get(slot + 1).copied().unwrap_or(total);
+        let (first_part, tail) = std::mem::take(&mut rest).split_at_mut(second[slot] - first[slot]);
+        let (second_part, tail) = tail.split_at_mut(slot_end - second[slot]);
+        first_cells.push(first_part);
+        second_cells.push(second_part);
+        rest = tail;
+    }
+    (first_cells, second_cells)
+}
+
+/// Second pass over the rows of one part, from row `first_row` on: writes each row's counted
+/// duration keys into its slot's cells. `slot_of` maps the part's slot numbers to the merged ones.
+fn scatter_keys(
+    columns: &Columns,
+    first_row: usize,
+    slots: &[u32],
+    slot_of: impl Fn(u32) -> u32,
+    mut accept_cells: Vec<&mut [i64]>,
+    mut resolve_cells: Vec<&mut [i64]>,
+) {
+    let mut accept_next = vec![0usize; accept_cells.len()];
+    let mut resolve_next = vec![0usize; resolve_cells.len()];
+    for (offset, slot) in slots.iter().enumerate() {
+        let row = first_row + offset;
+        let slot = slot_of(*slot) as usize;
         let facts = facts_of_row(columns, row);
         let counted = counted(facts) * u64::from(slot != 0);
-        accept_keys[accept_next[slot]] = facts.accept_key;
+        accept_cells[slot][accept_next[slot]] = facts.accept_key;
         accept_next[slot] += (counted & 1) as usize;
-        resolve_keys[resolve_next[slot]] = facts.resolve_key;
+        resolve_cells[slot][resolve_next[slot]] = facts.resolve_key;
         resolve_next[slot] += (counted >> 1) as usize;
     }
-    (
-        Segments { keys: accept_keys, spans: accept_spans },
-        Segments { keys: resolve_keys, spans: resolve_spans },
-    )
+}
+
+/// Makes each slot's keys contiguous: the spare cell between the two parts takes the second
+/// part's last key. The order of keys within a slot does not matter to the quantiles.
+fn close_gaps(mut keys: Vec<i64>, spans: &[(usize, usize)], first: &[usize], second: &[usize]) -> Vec<i64> {
+    for (slot, &(start, len)) in spans.iter().enumerate() {
+        let first_len = second[slot] - first[slot] - 1;
+        let second_len = len - first_len;
+        if second_len > 0 {
+            keys[start + first_len] = keys[second[slot] + second_len - 1];
+        }
+    }
+    keys
 }
