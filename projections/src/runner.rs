@@ -488,10 +488,11 @@ impl ReadModel {
             return Ok(0);
         };
         let new_checkpoint = last.checkpoint();
+        let read = events.len();
         let batch = {
             let views = self.views.read().await;
             let reference = self.reference.read().await;
-            fold_batch(&views, &reference, &events)?
+            fold_batch(&views, &reference, events)?
         };
 
         if self.is_leader() {
@@ -502,7 +503,7 @@ impl ReadModel {
                 new_checkpoint,
                 self.generation(),
             );
-            let outcome = if events.len() == BATCH_SIZE {
+            let outcome = if read == BATCH_SIZE {
                 // Behind the log: the database reads the next batch while it commits this one.
                 let (outcome, next) = tokio::join!(commit, self.store.read_log(new_checkpoint, BATCH_SIZE));
                 match next {
@@ -523,7 +524,7 @@ impl ReadModel {
         }
 
         self.publish(batch, new_checkpoint, LogCheckpoint::START).await;
-        Ok(events.len())
+        Ok(read)
     }
 
     /// Puts a folded batch into memory, moves the checkpoint and sends every event after
@@ -712,17 +713,38 @@ impl Lease {
     }
 }
 
-/// Folds `events` on top of `views` and `reference` without changing them.
+/// Folds `events` on top of `views` and `reference` without changing them, and keeps the ticket
+/// events for the subscribers.
 fn fold_batch(
     views: &BTreeMap<Uuid, TicketView>,
     reference: &ReferenceIndex,
-    events: &[StoredEvent],
+    events: Vec<StoredEvent>,
 ) -> Result<FoldedBatch, ProjectionError> {
+    let (changed, changed_reference, ticket_ids) = fold_events(views, reference, &events)?;
+    let decoded = events
+        .into_iter()
+        .zip(ticket_ids)
+        .filter_map(|(event, ticket_id)| Some((ticket_id?, event)))
+        .collect();
+    Ok(FoldedBatch { changed, changed_reference, decoded })
+}
+
+/// Views and reference entities changed by a batch, and the ticket of each event of the batch
+/// (`None` for events of other streams).
+type Folded = (BTreeMap<Uuid, TicketView>, Vec<ReferenceEntity>, Vec<Option<Uuid>>);
+
+fn fold_events(
+    views: &BTreeMap<Uuid, TicketView>,
+    reference: &ReferenceIndex,
+    events: &[StoredEvent],
+) -> Result<Folded, ProjectionError> {
     let mut changed: BTreeMap<Uuid, TicketView> = BTreeMap::new();
-    let mut decoded = Vec::with_capacity(events.len());
+    let mut ticket_ids = Vec::with_capacity(events.len());
     let mut changed_reference: BTreeMap<(&'static str, String), ReferenceEntity> = BTreeMap::new();
     for stored in events {
-        let Some(ticket_id) = ticket_stream_id(stored) else {
+        let ticket_id = ticket_stream_id(stored);
+        ticket_ids.push(ticket_id);
+        let Some(ticket_id) = ticket_id else {
             continue;
         };
         let event = stored.ticket_event().map_err(|source| ProjectionError::UnreadableEvent {
@@ -748,13 +770,8 @@ fn fold_batch(
         } else {
             tracing::warn!(%ticket_id, position = stored.position, "event of an unregistered ticket skipped");
         }
-        decoded.push((ticket_id, stored.clone()));
     }
-    Ok(FoldedBatch {
-        changed,
-        changed_reference: changed_reference.into_values().collect(),
-        decoded,
-    })
+    Ok((changed, changed_reference.into_values().collect(), ticket_ids))
 }
 
 /// Folds `events` into `views` and `reference` in place, for a rebuild from scratch.
@@ -763,9 +780,9 @@ pub(crate) fn fold_into_maps(
     reference: &mut ReferenceIndex,
     events: &[StoredEvent],
 ) -> Result<(), ProjectionError> {
-    let batch = fold_batch(views, reference, events)?;
-    views.extend(batch.changed);
-    for entity in batch.changed_reference {
+    let (changed, changed_reference, _) = fold_events(views, reference, events)?;
+    views.extend(changed);
+    for entity in changed_reference {
         reference.insert(entity);
     }
     Ok(())
