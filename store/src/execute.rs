@@ -186,13 +186,13 @@ impl Store {
         services: &TicketServices,
     ) -> Result<Option<CommandOutcome>, CommandError> {
         let stream_id = ticket_id.to_string();
-        let (stored, head_hash) = postgres::load_ticket_stream(pool, &stream_id).await?;
-        let mut state = StreamState::new(ticket_id, stored);
+        let loaded = postgres::load_ticket_stream(pool, &stream_id).await?;
+        let mut state = StreamState::new(ticket_id, loaded.events);
         let decision = state.decide(commands.to_vec(), metadata, services)?;
         if decision.replayed || decision.appended == 0 {
             return Ok(Some(self.outcome(ticket_id, &decision).await?));
         }
-        let sealed = self.sealed_pending(ticket_id, &state).await?;
+        let sealed = self.sealed_pending(ticket_id, &state, loaded.key.as_ref()).await?;
         let serialized: Vec<SerializedEvent> = state
             .pending()
             .iter()
@@ -202,7 +202,7 @@ impl Store {
             })
             .collect::<Result<_, _>>()
             .map_err(AggregateError::<TicketError>::from)?;
-        match postgres::append_stream(pool, &serialized, &head_hash).await {
+        match postgres::append_stream(pool, &serialized, &loaded.head_hash).await {
             Ok(checkpoints) => {
                 self.notify_appended();
                 let mut checkpoint_at = HashMap::new();
@@ -232,7 +232,7 @@ impl Store {
         let current_sequence = state.last_sequence();
         let decision = state.decide(commands.to_vec(), metadata, services)?;
         if !decision.replayed && decision.appended > 0 {
-            let sealed = self.sealed_pending(ticket_id, &state).await?;
+            let sealed = self.sealed_pending(ticket_id, &state, None).await?;
             let context = EventStoreAggregateContext {
                 aggregate_id: stream_id,
                 aggregate: before,
@@ -249,12 +249,17 @@ impl Store {
     }
 
     /// Returns the decided events of `state` with their personal texts sealed under the key of
-    /// the ticket's resident.
-    async fn sealed_pending(&self, ticket_id: Uuid, state: &StreamState) -> Result<Vec<TicketEvent>, StoreError> {
+    /// the ticket's resident: `known_key` when it is that key, read from the database otherwise.
+    async fn sealed_pending(
+        &self,
+        ticket_id: Uuid,
+        state: &StreamState,
+        known_key: Option<&(String, String, String)>,
+    ) -> Result<Vec<TicketEvent>, StoreError> {
         let mut new_events: Vec<TicketEvent> =
             state.pending().iter().map(|envelope| envelope.payload.clone()).collect();
         let subject = personal::key_subject(ticket_id, state.stored_events().chain(&new_events));
-        self.seal_new_events(ticket_id, subject, &mut new_events).await?;
+        self.seal_new_events_with(ticket_id, subject, known_key, &mut new_events).await?;
         Ok(new_events)
     }
 

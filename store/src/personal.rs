@@ -383,6 +383,28 @@ impl Store {
         Ok(())
     }
 
+    /// Like [`seal_new_events`](Store::seal_new_events), with the key in force read beforehand
+    /// (subject, id, hex bytes), used when its subject is `subject`. Otherwise the key is read
+    /// or created as there.
+    pub(crate) async fn seal_new_events_with(
+        &self,
+        ticket_id: Uuid,
+        subject: String,
+        known: Option<&(String, String, String)>,
+        events: &mut [TicketEvent],
+    ) -> Result<(), StoreError> {
+        let Some((known_subject, id, key_hex)) = known.filter(|(known_subject, _, _)| *known_subject == subject) else {
+            return self.seal_new_events(ticket_id, subject, events).await;
+        };
+        if !needs_sealing(events.iter_mut()) {
+            return Ok(());
+        }
+        let id = Uuid::parse_str(id)
+            .map_err(|error| StoreError::InvalidEvent(format!("invalid resident key id `{id}` of {known_subject}: {error}").into()))?;
+        seal_events(&ResidentKey::from_hex(id, key_hex)?, &ticket_id.to_string(), events);
+        Ok(())
+    }
+
     /// Reads the keys that the sealed texts of `values` name, as they are now.
     pub async fn key_ring(&self, values: &[&Value]) -> Result<KeyRing, StoreError> {
         let mut ids = BTreeSet::new();

@@ -413,27 +413,52 @@ fn bind_events<'q>(
     query
 }
 
-/// Loads a ticket stream for a command: its events in sequence order, decoded, and the hash of
-/// the last one (empty for a new stream, or for a last event stored before hashes existed).
-pub(crate) async fn load_ticket_stream(
-    pool: &PgPool,
-    stream_id: &str,
-) -> Result<(Vec<EventEnvelope<Ticket>>, String), StoreError> {
-    let rows = sqlx::query(&format!(
-        "SELECT {TICKET_STREAM_COLUMNS} FROM events
-          WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence"
-    ))
+/// A ticket stream as a command loads it.
+pub(crate) struct LoadedStream {
+    /// The events in sequence order, decoded.
+    pub(crate) events: Vec<EventEnvelope<Ticket>>,
+    /// The hash of the last event: empty for a new stream, or for a last event stored before
+    /// hashes existed.
+    pub(crate) head_hash: String,
+    /// The key in force of the subject that the registration names, read with the stream so
+    /// that sealing the new events needs no second query: its subject, id and bytes. The
+    /// caller checks the subject against [`crate::personal::key_subject`].
+    pub(crate) key: Option<(String, String, String)>,
+}
+
+/// Loads a ticket stream for a command, with the hash of its last event and the key of the
+/// subject its registration names (see [`LoadedStream`]). The key comes from a lateral join on
+/// the first event only, so the other rows cost nothing more.
+pub(crate) async fn load_ticket_stream(pool: &PgPool, stream_id: &str) -> Result<LoadedStream, StoreError> {
+    let rows = sqlx::query(
+        "SELECT e.aggregate_id, e.sequence, e.payload::text AS payload, e.metadata::text AS metadata,
+                e.hash, k.subject AS key_subject, k.key_id, k.key_hex
+           FROM events e
+           LEFT JOIN LATERAL (
+               SELECT subject, key_id, key_hex FROM resident_keys
+                WHERE e.sequence = 1 AND erased_at IS NULL
+                  AND subject = COALESCE(
+                      NULLIF(btrim(e.payload -> 'TicketRegistered' -> 'requester' ->> 'resident_id'), ''),
+                      'ticket:' || e.aggregate_id)
+           ) k ON true
+          WHERE e.aggregate_type = $1 AND e.aggregate_id = $2
+          ORDER BY e.sequence",
+    )
     .bind(TICKET_STREAM_TYPE)
     .bind(stream_id)
     .fetch_all(pool)
     .await?;
-    let mut head_hash = String::new();
-    let mut envelopes = Vec::with_capacity(rows.len());
+    let mut loaded = LoadedStream { events: Vec::with_capacity(rows.len()), head_hash: String::new(), key: None };
     for row in &rows {
-        envelopes.push(ticket_envelope(row)?);
-        head_hash = row.try_get::<Option<String>, _>("hash")?.unwrap_or_default();
+        loaded.events.push(ticket_envelope(row)?);
+        loaded.head_hash = row.try_get::<Option<String>, _>("hash")?.unwrap_or_default();
+        let key: (Option<String>, Option<String>, Option<String>) =
+            (row.try_get("key_subject")?, row.try_get("key_id")?, row.try_get("key_hex")?);
+        if let (Some(subject), Some(id), Some(bytes)) = key {
+            loaded.key = Some((subject, id, bytes));
+        }
     }
-    Ok((envelopes, head_hash))
+    Ok(loaded)
 }
 
 /// Loads several ticket streams in one query, for a bulk execution: the decoded events of each

@@ -94,10 +94,26 @@ async fn personal_data_is_sealed_and_erased(store: &Store) {
         assert!(!is_sealed(registered["category"].as_str().expect("category")));
     }
 
+    // Later commands on stored streams seal under the same keys; on PostgreSQL the key is read
+    // with the stream.
+    for (ticket_id, text) in [(tickets[0], "перезвонила Вера"), (anonymous, "заявитель не назвался")] {
+        store.execute(ticket_id, vec![comment(text, at(2))], &metadata, &services).await.expect("comment");
+    }
+    assert_eq!(keys_of(store, "res-7").await, 1);
+    assert_eq!(keys_of(store, &ticket_subject(anonymous)).await, 1);
+    for ticket_id in [tickets[0], anonymous] {
+        let stream = store.load_stream(TICKET_STREAM_TYPE, &ticket_id.to_string()).await.expect("stream");
+        let key_id = |text: &str| text.split(':').nth(3).expect("key id").to_string();
+        let registered_name = stream[0].payload["TicketRegistered"]["requester"]["name"].as_str().expect("name");
+        let comment_text = stream.last().expect("comment").payload["TicketCommented"]["text"].as_str().expect("text");
+        assert_eq!(key_id(comment_text), key_id(registered_name), "ticket {ticket_id}");
+    }
+
     let (payloads, opened) = opened_stream(store, tickets[0]).await;
     assert_eq!(payloads[0]["TicketRegistered"]["requester"]["name"], "Секретова Вера");
     assert_eq!(payloads[0]["TicketRegistered"]["requester"]["resident_id"], "res-7");
     assert_eq!(payloads[1]["TicketCommented"]["text"], "звонила Вера");
+    assert_eq!(payloads[2]["TicketCommented"]["text"], "перезвонила Вера");
     assert_eq!(opened.erased, 0);
 
     let erasure = store.forget_resident("res-7", Utc::now()).await.expect("forget");
@@ -117,4 +133,14 @@ async fn personal_data_is_sealed_and_erased(store: &Store) {
     assert_eq!(again.erased_at, erasure.erased_at);
     let unknown = store.forget_resident("nobody", Utc::now()).await.expect("forget unknown");
     assert_eq!(unknown.erased_at, None);
+
+    // A command after the erasure does not reuse the erased key: it gets a new one.
+    store
+        .execute(tickets[0], vec![comment("новое обращение", at(3))], &metadata, &services)
+        .await
+        .expect("comment after the erasure");
+    assert_eq!(keys_of(store, "res-7").await, 2);
+    let (payloads, _) = opened_stream(store, tickets[0]).await;
+    assert_eq!(payloads[2]["TicketCommented"]["text"], ERASED);
+    assert_eq!(payloads[3]["TicketCommented"]["text"], "новое обращение");
 }
