@@ -29,6 +29,23 @@ async fn execute(pool: &DbPool, statement: &str) -> u64 {
     }
 }
 
+/// On a PostgreSQL built with lz4, the views' payload column is compressed with it: the server
+/// sets it on its tables, and the rebuild on the tables it swaps in.
+async fn assert_views_use_lz4(pool: &DbPool) {
+    let DbPool::Postgres(pool) = pool else { return };
+    let (supported, compression): (bool, String) = sqlx::query_as(
+        "SELECT (SELECT 'lz4' = ANY (enumvals) FROM pg_settings WHERE name = 'default_toast_compression'),
+                attcompression::text
+           FROM pg_attribute WHERE attrelid = 'ticket_views'::regclass AND attname = 'payload'",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("column compression");
+    if supported {
+        assert_eq!(compression, "l", "ticket_views.payload is not compressed with lz4");
+    }
+}
+
 async fn rebuild_beside_a_server(config: StoreConfig, store_args: Vec<String>) {
     let args: Vec<&str> = store_args.iter().map(String::as_str).collect();
     let demo = opencity(&[&["demo", "--demo-tickets", "400"][..], &args].concat());
@@ -40,6 +57,8 @@ async fn rebuild_beside_a_server(config: StoreConfig, store_args: Vec<String>) {
     assert_eq!(ready["readModelGeneration"], 1, "{ready}");
     let before = server.graphql(STATS, serde_json::json!({})).await;
     assert!(before["errors"].is_null(), "{before}");
+
+    assert_views_use_lz4(Store::open(&config).await.expect("store").pool()).await;
 
     // Damage the stored tables: a view goes missing. The server still serves it from memory.
     let store = Store::open(&config).await.expect("store");
@@ -101,6 +120,7 @@ async fn rebuild_beside_a_server(config: StoreConfig, store_args: Vec<String>) {
 
     // The rebuilt tables are whole again, and the statistics are unchanged.
     assert_tables_match_fold(&store).await;
+    assert_views_use_lz4(store.pool()).await;
     let after = server.graphql(STATS, serde_json::json!({})).await;
     assert_eq!(after, before);
 

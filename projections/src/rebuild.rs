@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::fold::TicketView;
 use crate::reference::{ReferenceEntity, ReferenceIndex};
-use crate::runner::{fold_into_maps, ProjectionError, TableRows, TABLES_KEY, TICKET_VIEWS};
+use crate::runner::{compress_views_with_lz4, fold_into_maps, ProjectionError, TableRows, TABLES_KEY, TICKET_VIEWS};
 
 /// Events read from the log at once.
 const READ_BATCH: usize = 5_000;
@@ -69,6 +69,9 @@ pub async fn rebuild(
         )",
     ] {
         execute(pool, statement).await?;
+    }
+    if let DbPool::Postgres(pool) = pool {
+        compress_views_with_lz4(&mut *pool.acquire().await?, "ticket_views_next").await?;
     }
 
     let total = store.count_events().await?.max(0) as u64;
