@@ -879,10 +879,11 @@ async fn create_tables(pool: &DbPool) -> Result<(), sqlx::Error> {
 }
 
 /// Makes PostgreSQL compress the views of `table` with lz4 instead of its default pglz, when
-/// the server is built with lz4. A view with its timeline usually exceeds the 2 kB from which
-/// PostgreSQL compresses a value, so every upsert compresses it again; with lz4 a catch-up of
-/// the benchmark's log ran about 15 % faster. The change applies to values written afterwards,
-/// and is made only when the column does not use lz4 yet, so a start costs one catalogue read.
+/// the server is built with lz4. A view with its timeline usually exceeds 2 kB, the size from
+/// which PostgreSQL compresses a value, so every upsert compresses it again. With lz4 a
+/// catch-up of the benchmark's log ran about 15 % faster. The change applies to values written
+/// afterwards. It is made only when the column does not use lz4 yet, so a start costs one
+/// catalogue read.
 pub(crate) async fn compress_views_with_lz4(
     connection: &mut sqlx::PgConnection,
     table: &str,
