@@ -720,31 +720,25 @@ fn fold_batch(
     reference: &ReferenceIndex,
     events: Vec<StoredEvent>,
 ) -> Result<FoldedBatch, ProjectionError> {
-    let (changed, changed_reference, ticket_ids) = fold_events(views, reference, &events)?;
+    let (changed, changed_reference) = fold_events(views, reference, &events)?;
     let decoded = events
         .into_iter()
-        .zip(ticket_ids)
-        .filter_map(|(event, ticket_id)| Some((ticket_id?, event)))
+        .filter_map(|event| Some((ticket_stream_id(&event)?, event)))
         .collect();
     Ok(FoldedBatch { changed, changed_reference, decoded })
 }
 
-/// Views and reference entities changed by a batch, and the ticket of each event of the batch
-/// (`None` for events of other streams).
-type Folded = (BTreeMap<Uuid, TicketView>, Vec<ReferenceEntity>, Vec<Option<Uuid>>);
-
+/// Returns the views and reference entities that `events` change on top of `views` and
+/// `reference`.
 fn fold_events(
     views: &BTreeMap<Uuid, TicketView>,
     reference: &ReferenceIndex,
     events: &[StoredEvent],
-) -> Result<Folded, ProjectionError> {
+) -> Result<(BTreeMap<Uuid, TicketView>, Vec<ReferenceEntity>), ProjectionError> {
     let mut changed: BTreeMap<Uuid, TicketView> = BTreeMap::new();
-    let mut ticket_ids = Vec::with_capacity(events.len());
     let mut changed_reference: BTreeMap<(&'static str, String), ReferenceEntity> = BTreeMap::new();
     for stored in events {
-        let ticket_id = ticket_stream_id(stored);
-        ticket_ids.push(ticket_id);
-        let Some(ticket_id) = ticket_id else {
+        let Some(ticket_id) = ticket_stream_id(stored) else {
             continue;
         };
         let event = stored.ticket_event().map_err(|source| ProjectionError::UnreadableEvent {
@@ -771,7 +765,7 @@ fn fold_events(
             tracing::warn!(%ticket_id, position = stored.position, "event of an unregistered ticket skipped");
         }
     }
-    Ok((changed, changed_reference.into_values().collect(), ticket_ids))
+    Ok((changed, changed_reference.into_values().collect()))
 }
 
 /// Folds `events` into `views` and `reference` in place, for a rebuild from scratch.
@@ -780,7 +774,7 @@ pub(crate) fn fold_into_maps(
     reference: &mut ReferenceIndex,
     events: &[StoredEvent],
 ) -> Result<(), ProjectionError> {
-    let (changed, changed_reference, _) = fold_events(views, reference, events)?;
+    let (changed, changed_reference) = fold_events(views, reference, events)?;
     views.extend(changed);
     for entity in changed_reference {
         reference.insert(entity);
@@ -888,7 +882,7 @@ pub(crate) async fn compress_views_with_lz4(
     connection: &mut sqlx::PgConnection,
     table: &str,
 ) -> Result<(), sqlx::Error> {
-    let wanted: Option<bool> = sqlx::query_scalar(
+    let needed: Option<bool> = sqlx::query_scalar(
         "SELECT a.attcompression <> 'l'
                 AND (SELECT 'lz4' = ANY (enumvals) FROM pg_settings WHERE name = 'default_toast_compression')
            FROM pg_attribute a
@@ -897,7 +891,7 @@ pub(crate) async fn compress_views_with_lz4(
     .bind(table)
     .fetch_optional(&mut *connection)
     .await?;
-    if wanted == Some(true) {
+    if needed == Some(true) {
         sqlx::query(&format!("ALTER TABLE {table} ALTER COLUMN payload SET COMPRESSION lz4"))
             .execute(&mut *connection)
             .await?;

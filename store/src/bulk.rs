@@ -10,7 +10,7 @@ use opencity_domain::{Ticket, TicketCommand, TicketError, TicketServices};
 use uuid::Uuid;
 
 use crate::error::{CommandError, StoreError};
-use crate::execute::{outcome_from, Decision, StreamState};
+use crate::execute::{outcome_from, Decision, LoadedStream, StreamState};
 use crate::model::{CommandMetadata, CommandOutcome};
 use crate::personal::{self, needs_sealing};
 use crate::store::{Backend, Store};
@@ -64,14 +64,19 @@ impl Store {
         chunk: &[TicketGroup],
         services: &TicketServices,
     ) -> Result<Vec<(usize, Result<CommandOutcome, CommandError>)>, BulkError> {
-        let mut histories = self.load_streams(chunk).await?;
+        let mut streams = self.load_streams(chunk).await?;
 
         let mut decided: Vec<(usize, Uuid, Result<Decision, TicketError>)> = Vec::new();
         // The decided events of each stream that has any, with the stream's key subject.
         let mut pending: Vec<(Uuid, String, Vec<EventEnvelope<Ticket>>)> = Vec::new();
+        // The hash of the last stored event of each stream that has one, to chain the new events.
+        let mut heads: HashMap<String, String> = HashMap::new();
         for group in chunk {
-            let history = histories.remove(&group.ticket_id).unwrap_or_default();
-            let mut state = StreamState::new(group.ticket_id, history);
+            let loaded = streams.remove(&group.ticket_id).unwrap_or_default();
+            if !loaded.head_hash.is_empty() {
+                heads.insert(group.ticket_id.to_string(), loaded.head_hash);
+            }
+            let mut state = StreamState::new(group.ticket_id, loaded.events);
             for (index, commands, metadata) in &group.items {
                 let decision = state.decide(commands.clone(), metadata, services);
                 decided.push((*index, group.ticket_id, decision));
@@ -108,7 +113,7 @@ impl Store {
         }
 
         if !new_events.is_empty() {
-            self.persist(&new_events).await?;
+            self.persist(&new_events, &heads).await?;
             self.notify_appended();
         }
 
@@ -160,11 +165,9 @@ impl Store {
     }
 
     /// Loads the streams of a chunk: in one query on PostgreSQL, a few at a time through the
-    /// repository on SQLite. Streams without events are missing from the map.
-    async fn load_streams(
-        &self,
-        chunk: &[TicketGroup],
-    ) -> Result<HashMap<Uuid, Vec<EventEnvelope<Ticket>>>, BulkError> {
+    /// repository on SQLite. Streams without events are missing from the map. The head hashes
+    /// stay empty on SQLite, where the repository reads them inside its write transaction.
+    async fn load_streams(&self, chunk: &[TicketGroup]) -> Result<HashMap<Uuid, LoadedStream>, BulkError> {
         match self.backend.as_ref() {
             Backend::Postgres { pool, .. } => {
                 let ids: Vec<String> = chunk.iter().map(|group| group.ticket_id.to_string()).collect();
@@ -175,10 +178,10 @@ impl Store {
                     .collect())
             }
             Backend::Sqlite { events, .. } => {
-                let loaded: Vec<Result<(Uuid, Vec<EventEnvelope<Ticket>>), BulkError>> = futures::stream::iter(chunk)
+                let loaded: Vec<Result<(Uuid, LoadedStream), BulkError>> = futures::stream::iter(chunk)
                     .map(|group| async move {
-                        let envelopes = events.load_events(&group.ticket_id.to_string()).await?;
-                        Ok((group.ticket_id, envelopes))
+                        let events = events.load_events(&group.ticket_id.to_string()).await?;
+                        Ok((group.ticket_id, LoadedStream { events, ..LoadedStream::default() }))
                     })
                     .buffered(BULK_PARALLELISM)
                     .collect()
@@ -188,11 +191,12 @@ impl Store {
         }
     }
 
-    /// Appends events of several streams atomically: with one `COPY` on PostgreSQL, through the
-    /// repository in one transaction on SQLite.
-    async fn persist(&self, events: &[SerializedEvent]) -> Result<(), PersistenceError> {
+    /// Appends events of several streams atomically: with one `COPY` on PostgreSQL, chained to
+    /// `heads` (stream id to the hash of its last stored event), and through the repository in
+    /// one transaction on SQLite.
+    async fn persist(&self, events: &[SerializedEvent], heads: &HashMap<String, String>) -> Result<(), PersistenceError> {
         match self.backend.as_ref() {
-            Backend::Postgres { pool, .. } => crate::postgres::append_many(pool, events).await,
+            Backend::Postgres { pool, .. } => crate::postgres::append_many(pool, events, heads).await,
             Backend::Sqlite { repository, .. } => repository.persist::<Ticket>(events, None).await,
         }
     }

@@ -24,14 +24,14 @@ pub(crate) struct ChainedEvent<'a> {
     pub(crate) hash: String,
 }
 
-/// Chains `events`, in order, to the last stored hash of each stream. `stored_head` returns it
-/// for a stream (type, id) whose events before `sequence` are stored: the hash of event
-/// `sequence - 1`, or an empty string for the first event or an event stored before hashes
-/// existed. It is asked only for the first event of each stream in `events`; the later ones
-/// chain to the event before them. `recorded_at` is the writer's clock, to the microsecond.
+/// Chains `events`, in order, to the last stored hash of each stream. `stored_head` returns
+/// that hash for a stream (type, id) whose first event in `events` follows stored ones: the hash
+/// of the stored event just before it, or an empty string for one stored before hashes existed.
+/// It is called only for such first events; later events chain to the event before them.
+/// `recorded_at` is the writer's clock, to the microsecond.
 pub(crate) fn chain_events<'a>(
     events: &'a [SerializedEvent],
-    mut stored_head: impl FnMut(&str, &str, i64) -> Result<String, PersistenceError>,
+    mut stored_head: impl FnMut(&str, &str) -> String,
 ) -> Result<Vec<ChainedEvent<'a>>, PersistenceError> {
     let recorded_at = Utc::now().trunc_subsecs(6);
     let mut last_hashes: HashMap<(&str, &str), (i64, String)> = HashMap::new();
@@ -53,7 +53,7 @@ pub(crate) fn chain_events<'a>(
         let prev_hash = match last_hashes.get(&key) {
             Some((last, hash)) if *last == sequence - 1 => hash.clone(),
             _ if sequence <= 1 => String::new(),
-            _ => stored_head(key.0, key.1, sequence)?,
+            _ => stored_head(key.0, key.1),
         };
         let payload = event.payload.to_string();
         let metadata = event.metadata.to_string();
@@ -85,7 +85,7 @@ pub(crate) fn chain_events<'a>(
 }
 
 /// Returns the streams whose first event in `events` follows events stored earlier, each with
-/// the sequence of the last stored one: the heads [`chain_events`] asks for.
+/// the sequence of the last stored one: the heads that [`chain_events`] needs.
 pub(crate) fn stored_heads_needed(events: &[SerializedEvent]) -> Vec<(String, String, i64)> {
     let mut seen: HashSet<(&str, &str)> = HashSet::new();
     events
@@ -151,16 +151,16 @@ mod tests {
     }
 
     #[test]
-    fn chain_links_events_of_a_call_and_the_stored_head() {
+    fn chain_links_events_and_stored_heads() {
         let events = two_streams();
-        let mut asked = Vec::new();
-        let chained = chain_events(&events, |_, stream, sequence| {
-            asked.push((stream.to_string(), sequence));
-            Ok(format!("head-of-{stream}"))
+        let mut requested = Vec::new();
+        let chained = chain_events(&events, |_, stream| {
+            requested.push(stream.to_string());
+            format!("head-of-{stream}")
         })
         .unwrap();
 
-        assert_eq!(asked, [("b".to_string(), 4)], "only the first event after stored ones asks");
+        assert_eq!(requested, ["b"], "only a stream that continues stored events needs its head");
         assert_eq!(chained[0].prev_hash, "");
         assert_eq!(chained[1].prev_hash, "head-of-b");
         assert_eq!(chained[2].prev_hash, chained[0].hash);
@@ -193,7 +193,7 @@ mod tests {
     fn chain_refuses_event_without_business_time() {
         let mut broken = event("a", 1, "2026-03-01T09:00:00Z");
         broken.payload = json!({"Commented": {"text": "без времени"}});
-        let error = chain_events(std::slice::from_ref(&broken), |_, _, _| Ok(String::new())).err().unwrap();
+        let error = chain_events(std::slice::from_ref(&broken), |_, _| String::new()).err().unwrap();
         assert!(error.to_string().contains("has no occurred_at"), "{error}");
     }
 }

@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::error::{CommandError, StoreError};
 use crate::model::{CommandMetadata, CommandOutcome, LogCheckpoint, IDEMPOTENCY_KEY};
-use crate::personal;
+use crate::personal::{self, ResidentKey};
 use crate::postgres;
 use crate::store::{Backend, Store};
 
@@ -35,6 +35,20 @@ pub(crate) struct StreamState {
     /// Stored events followed by the decided ones.
     history: Vec<EventEnvelope<Ticket>>,
     stored: usize,
+}
+
+/// A ticket stream as loaded for deciding on PostgreSQL.
+#[derive(Default)]
+pub(crate) struct LoadedStream {
+    /// The events in sequence order, decoded.
+    pub(crate) events: Vec<EventEnvelope<Ticket>>,
+    /// The hash of the last event: empty for a new stream, or for a last event stored before
+    /// hashes existed.
+    pub(crate) head_hash: String,
+    /// The key in force of the subject that the registration names, with that subject. A
+    /// command's load reads it with the stream, so that sealing needs no second query. The
+    /// caller checks the subject against [`personal::key_subject`].
+    pub(crate) key: Option<(String, ResidentKey)>,
 }
 
 /// The result of deciding one command list, before its events are stored.
@@ -174,8 +188,8 @@ impl Store {
         Err(CommandError::Conflict)
     }
 
-    /// One attempt of [`execute`](Store::execute) on PostgreSQL: loads the stream with the hash of
-    /// its last event and appends the chained events in one statement (see
+    /// Runs one attempt of [`execute`](Store::execute) on PostgreSQL. It loads the stream with the
+    /// hash of its last event and appends the chained events in one statement (see
     /// [`postgres::append_stream`]). Returns `None` when another writer appended first.
     async fn try_postgres(
         &self,
@@ -216,8 +230,9 @@ impl Store {
         }
     }
 
-    /// One attempt of [`execute`](Store::execute) through a cqrs-es repository (SQLite): loads the
-    /// stream and commits the decided events. Returns `None` when another writer appended first.
+    /// Runs one attempt of [`execute`](Store::execute) through a cqrs-es repository (SQLite). It
+    /// loads the stream and commits the decided events. Returns `None` when another writer
+    /// appended first.
     async fn try_repository<R: PersistedEventRepository>(
         &self,
         events: &PersistedEventStore<R, Ticket>,
@@ -254,12 +269,12 @@ impl Store {
         &self,
         ticket_id: Uuid,
         state: &StreamState,
-        known_key: Option<&(String, String, String)>,
+        known_key: Option<&(String, ResidentKey)>,
     ) -> Result<Vec<TicketEvent>, StoreError> {
         let mut new_events: Vec<TicketEvent> =
             state.pending().iter().map(|envelope| envelope.payload.clone()).collect();
         let subject = personal::key_subject(ticket_id, state.stored_events().chain(&new_events));
-        self.seal_new_events_with(ticket_id, subject, known_key, &mut new_events).await?;
+        self.seal_new_events(ticket_id, subject, known_key, &mut new_events).await?;
         Ok(new_events)
     }
 

@@ -72,6 +72,14 @@ pub(crate) struct ResidentKey {
 }
 
 impl ResidentKey {
+    /// Decodes a key in force as `resident_keys` stores it: its id and its bytes in hex.
+    pub(crate) fn from_row(id: &str, key_hex: Option<&str>) -> Result<ResidentKey, StoreError> {
+        let id = Uuid::parse_str(id)
+            .map_err(|error| StoreError::InvalidEvent(format!("invalid resident key id `{id}`: {error}").into()))?;
+        let key_hex = key_hex.ok_or_else(|| StoreError::InvalidEvent(format!("resident key {id} in force has no bytes").into()))?;
+        ResidentKey::from_hex(id, key_hex)
+    }
+
     fn from_hex(id: Uuid, key_hex: &str) -> Result<ResidentKey, StoreError> {
         let bytes = hex::decode(key_hex)
             .ok()
@@ -357,51 +365,33 @@ impl Store {
         };
         let mut keys = HashMap::with_capacity(rows.len());
         for (subject, id, key_hex) in rows {
-            let id = Uuid::parse_str(&id)
-                .map_err(|error| StoreError::InvalidEvent(format!("invalid resident key id `{id}`: {error}").into()))?;
-            let key_hex = key_hex.ok_or_else(|| StoreError::InvalidEvent(format!("resident key {id} in force has no bytes").into()))?;
-            keys.insert(subject, ResidentKey::from_hex(id, &key_hex)?);
+            keys.insert(subject, ResidentKey::from_row(&id, key_hex.as_deref())?);
         }
         Ok(keys)
     }
 
     /// Seals the personal texts of `events` about to be appended to the ticket's stream with
-    /// the key of `subject` (see [`key_subject`]). Asks the database for the key only when
-    /// there is something to seal.
+    /// the key of `subject` (see [`key_subject`]). `known` is a key in force read beforehand
+    /// with its subject, and is used when that subject is `subject`. Otherwise the key is read
+    /// or created, and only when there is something to seal.
     pub(crate) async fn seal_new_events(
         &self,
         ticket_id: Uuid,
         subject: String,
+        known: Option<&(String, ResidentKey)>,
         events: &mut [TicketEvent],
     ) -> Result<(), StoreError> {
         if !needs_sealing(events.iter_mut()) {
+            return Ok(());
+        }
+        let stream_id = ticket_id.to_string();
+        if let Some((_, key)) = known.filter(|(known_subject, _)| *known_subject == subject) {
+            seal_events(key, &stream_id, events);
             return Ok(());
         }
         let keys = self.keys_in_force(std::slice::from_ref(&subject)).await?;
         let key = keys.get(&subject).ok_or_else(|| StoreError::Database("a resident key was not stored".into()))?;
-        seal_events(key, &ticket_id.to_string(), events);
-        Ok(())
-    }
-
-    /// Like [`seal_new_events`](Store::seal_new_events), with the key in force read beforehand
-    /// (subject, id, hex bytes), used when its subject is `subject`. Otherwise the key is read
-    /// or created as there.
-    pub(crate) async fn seal_new_events_with(
-        &self,
-        ticket_id: Uuid,
-        subject: String,
-        known: Option<&(String, String, String)>,
-        events: &mut [TicketEvent],
-    ) -> Result<(), StoreError> {
-        let Some((known_subject, id, key_hex)) = known.filter(|(known_subject, _, _)| *known_subject == subject) else {
-            return self.seal_new_events(ticket_id, subject, events).await;
-        };
-        if !needs_sealing(events.iter_mut()) {
-            return Ok(());
-        }
-        let id = Uuid::parse_str(id)
-            .map_err(|error| StoreError::InvalidEvent(format!("invalid resident key id `{id}` of {known_subject}: {error}").into()))?;
-        seal_events(&ResidentKey::from_hex(id, key_hex)?, &ticket_id.to_string(), events);
+        seal_events(key, &stream_id, events);
         Ok(())
     }
 

@@ -13,10 +13,12 @@ use opencity_domain::Ticket;
 use sqlx::postgres::{PgArguments, PgPoolCopyExt, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row};
 
-use crate::chain::{chain_events, stored_heads_needed, ChainedEvent};
+use crate::chain::{chain_events, ChainedEvent};
 use crate::error::StoreError;
+use crate::execute::LoadedStream;
 use crate::integrity::format_timestamp;
 use crate::model::{LogCheckpoint, StoredEvent};
+use crate::personal::ResidentKey;
 
 /// Maximum connections of the pool; the api, the projection runner and the importer share it.
 const MAX_CONNECTIONS: u32 = 10;
@@ -37,8 +39,8 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 ///
 /// The engine's own appends ([`append_stream`], [`append_many`]) write the last four columns,
 /// computed in the writing process as on SQLite. A row inserted without a hash (postgres-es's
-/// seven columns) gets them from the insert trigger, with the database clock as `recorded_at`;
-/// the trigger's `WHEN` condition skips it for every other row without calling PL/pgSQL.
+/// seven columns) gets them from the insert trigger, with the database clock as `recorded_at`.
+/// For every other row the trigger's `WHEN` condition skips it without calling PL/pgSQL.
 ///
 /// The writing process sends `NOTIFY opencity_events_appended` after its appends commit, so
 /// that the projection runners of every server wake (see [`announce_appends`]). `log_checkpoints` and `log_checkpoint_heads` hold the signed
@@ -236,19 +238,16 @@ const APPEND_ROWS_PER_STATEMENT: usize = 1_000;
 const APPEND_COLUMNS: &str = "aggregate_type, aggregate_id, sequence, event_type, event_version, \
      payload, metadata, occurred_at, recorded_at, prev_hash, hash";
 
-/// Appends events of several streams with one `COPY`, which is atomic by itself: all rows are
-/// stored or none. Each stream is chained to its stored head, read in one query for the streams
-/// that continue. A sequence that is already taken fails the whole copy with
-/// `OptimisticLockError`.
-pub(crate) async fn append_many(pool: &PgPool, events: &[SerializedEvent]) -> Result<(), PersistenceError> {
-    let needed = stored_heads_needed(events);
-    let heads = stored_hashes(pool, &needed).await.map_err(PersistenceError::from)?;
-    let chained = chain_events(events, |stream_type, stream_id, sequence| {
-        Ok(heads
-            .get(&(stream_type.to_string(), stream_id.to_string(), sequence - 1))
-            .cloned()
-            .unwrap_or_default())
-    })?;
+/// Appends events of several ticket streams with one `COPY`, which is atomic by itself: all
+/// rows are stored or none. `heads` maps the id of each stream that continues stored events to
+/// the hash of its last stored event, as [`load_ticket_streams`] returned it. A sequence that is
+/// already taken fails the whole copy with `OptimisticLockError`.
+pub(crate) async fn append_many(
+    pool: &PgPool,
+    events: &[SerializedEvent],
+    heads: &HashMap<String, String>,
+) -> Result<(), PersistenceError> {
+    let chained = chain_events(events, |_, stream_id| heads.get(stream_id).cloned().unwrap_or_default())?;
     let mut copy = pool
         .copy_in_raw(&format!("COPY events ({APPEND_COLUMNS}) FROM STDIN (FORMAT csv)"))
         .await
@@ -259,45 +258,6 @@ pub(crate) async fn append_many(pool: &PgPool, events: &[SerializedEvent]) -> Re
     }
     copy.finish().await.map_err(append_error)?;
     Ok(())
-}
-
-/// Returns the hashes of the given stored events (stream type, stream id, sequence); events
-/// that are not stored, or stored without a hash, are missing from the map.
-async fn stored_hashes(
-    pool: &PgPool,
-    events: &[(String, String, i64)],
-) -> Result<HashMap<(String, String, i64), String>, StoreError> {
-    if events.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let mut types = Vec::with_capacity(events.len());
-    let mut ids = Vec::with_capacity(events.len());
-    let mut sequences = Vec::with_capacity(events.len());
-    for (stream_type, stream_id, sequence) in events {
-        types.push(stream_type.as_str());
-        ids.push(stream_id.as_str());
-        sequences.push(*sequence);
-    }
-    let rows = sqlx::query(
-        "SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.hash
-           FROM events e
-           JOIN unnest($1::text[], $2::text[], $3::bigint[]) AS wanted(aggregate_type, aggregate_id, sequence)
-             ON e.aggregate_type = wanted.aggregate_type
-            AND e.aggregate_id = wanted.aggregate_id
-            AND e.sequence = wanted.sequence
-          WHERE e.hash IS NOT NULL",
-    )
-    .bind(types)
-    .bind(ids)
-    .bind(sequences)
-    .fetch_all(pool)
-    .await?;
-    let mut hashes = HashMap::with_capacity(rows.len());
-    for row in rows {
-        let key = (row.try_get("aggregate_type")?, row.try_get("aggregate_id")?, row.try_get("sequence")?);
-        hashes.insert(key, row.try_get("hash")?);
-    }
-    Ok(hashes)
 }
 
 /// Encodes events as `COPY` CSV rows in the order of [`APPEND_COLUMNS`]. Every text is quoted,
@@ -355,7 +315,7 @@ pub(crate) async fn append_stream(
             format!("{} events for one command, more than one statement takes", events.len()).into(),
         ));
     }
-    let chained = chain_events(events, |_, _, _| Ok(head_hash.to_string()))?;
+    let chained = chain_events(events, |_, _| head_hash.to_string())?;
     let insert = insert_statement(
         chained.len(),
         " RETURNING sequence, tx_id::text::bigint AS tx, global_position",
@@ -413,19 +373,6 @@ fn bind_events<'q>(
     query
 }
 
-/// A ticket stream as a command loads it.
-pub(crate) struct LoadedStream {
-    /// The events in sequence order, decoded.
-    pub(crate) events: Vec<EventEnvelope<Ticket>>,
-    /// The hash of the last event: empty for a new stream, or for a last event stored before
-    /// hashes existed.
-    pub(crate) head_hash: String,
-    /// The key in force of the subject that the registration names, read with the stream so
-    /// that sealing the new events needs no second query: its subject, id and bytes. The
-    /// caller checks the subject against [`crate::personal::key_subject`].
-    pub(crate) key: Option<(String, String, String)>,
-}
-
 /// Loads a ticket stream for a command, with the hash of its last event and the key of the
 /// subject its registration names (see [`LoadedStream`]). The key comes from a lateral join on
 /// the first event only, so the other rows cost nothing more.
@@ -448,25 +395,25 @@ pub(crate) async fn load_ticket_stream(pool: &PgPool, stream_id: &str) -> Result
     .bind(stream_id)
     .fetch_all(pool)
     .await?;
-    let mut loaded = LoadedStream { events: Vec::with_capacity(rows.len()), head_hash: String::new(), key: None };
+    let mut loaded = LoadedStream::default();
     for row in &rows {
-        loaded.events.push(ticket_envelope(row)?);
-        loaded.head_hash = row.try_get::<Option<String>, _>("hash")?.unwrap_or_default();
-        let key: (Option<String>, Option<String>, Option<String>) =
-            (row.try_get("key_subject")?, row.try_get("key_id")?, row.try_get("key_hex")?);
-        if let (Some(subject), Some(id), Some(bytes)) = key {
-            loaded.key = Some((subject, id, bytes));
+        loaded.push(row)?;
+        let subject: Option<String> = row.try_get("key_subject")?;
+        let id: Option<String> = row.try_get("key_id")?;
+        if let (Some(subject), Some(id)) = (subject, id) {
+            let key_hex: Option<String> = row.try_get("key_hex")?;
+            loaded.key = Some((subject, ResidentKey::from_row(&id, key_hex.as_deref())?));
         }
     }
     Ok(loaded)
 }
 
-/// Loads several ticket streams in one query, for a bulk execution: the decoded events of each
-/// stream that has any, in sequence order.
+/// Loads several ticket streams in one query, for a bulk execution: the events and head hash of
+/// each stream that has any, by stream id.
 pub(crate) async fn load_ticket_streams(
     pool: &PgPool,
     stream_ids: &[String],
-) -> Result<HashMap<String, Vec<EventEnvelope<Ticket>>>, StoreError> {
+) -> Result<HashMap<String, LoadedStream>, StoreError> {
     let rows = sqlx::query(&format!(
         "SELECT {TICKET_STREAM_COLUMNS} FROM events
           WHERE aggregate_type = $1 AND aggregate_id = ANY($2) ORDER BY aggregate_id, sequence"
@@ -475,10 +422,9 @@ pub(crate) async fn load_ticket_streams(
     .bind(stream_ids)
     .fetch_all(pool)
     .await?;
-    let mut streams: HashMap<String, Vec<EventEnvelope<Ticket>>> = HashMap::new();
+    let mut streams: HashMap<String, LoadedStream> = HashMap::new();
     for row in &rows {
-        let envelope = ticket_envelope(row)?;
-        streams.entry(envelope.aggregate_id.clone()).or_default().push(envelope);
+        streams.entry(row.try_get("aggregate_id")?).or_default().push(row)?;
     }
     Ok(streams)
 }
@@ -486,6 +432,15 @@ pub(crate) async fn load_ticket_streams(
 /// Columns of a ticket stream load, as [`ticket_envelope`] reads them.
 const TICKET_STREAM_COLUMNS: &str =
     "aggregate_id, sequence, payload::text AS payload, metadata::text AS metadata, hash";
+
+impl LoadedStream {
+    /// Appends the next row of a ticket stream load: its event, and its hash as the head.
+    fn push(&mut self, row: &PgRow) -> Result<(), StoreError> {
+        self.events.push(ticket_envelope(row)?);
+        self.head_hash = row.try_get::<Option<String>, _>("hash")?.unwrap_or_default();
+        Ok(())
+    }
+}
 
 /// Decodes one row of a ticket stream load, as postgres-es's `load_events` does.
 fn ticket_envelope(row: &PgRow) -> Result<EventEnvelope<Ticket>, StoreError> {

@@ -503,8 +503,8 @@ async fn bulk_appends_are_chained(store: &Store) {
 }
 
 /// Each write path continues the chain the others left: a command, a bulk item on a stream
-/// with stored events, and an event copied with `append_events` (on PostgreSQL it goes through
-/// postgres-es, and the insert trigger hashes it with the database clock).
+/// with stored events, and an event copied with `append_events`. On PostgreSQL the copy goes
+/// through postgres-es, and the insert trigger hashes it with the database clock.
 async fn write_paths_continue_each_others_chains(store: &Store) {
     let services = services();
     let ticket_id = Uuid::new_v4();

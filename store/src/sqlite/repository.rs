@@ -93,11 +93,11 @@ impl SqliteEventRepository {
     ) -> Result<(), PersistenceError> {
         let mut heads: HashMap<(String, String), String> = HashMap::new();
         for (stream_type, stream_id, previous) in stored_heads_needed(events) {
-            let hash = Self::previous_hash(write, &stream_type, &stream_id, previous + 1).await?;
+            let hash = Self::stored_hash(write, &stream_type, &stream_id, previous).await?;
             heads.insert((stream_type, stream_id), hash);
         }
-        let chained = chain_events(events, |stream_type, stream_id, _| {
-            Ok(heads.get(&(stream_type.to_string(), stream_id.to_string())).cloned().unwrap_or_default())
+        let chained = chain_events(events, |stream_type, stream_id| {
+            heads.get(&(stream_type.to_string(), stream_id.to_string())).cloned().unwrap_or_default()
         })?;
         for event in chained {
             sqlx::query(
@@ -124,23 +124,20 @@ impl SqliteEventRepository {
         Ok(())
     }
 
-    /// Returns the hash of event `sequence - 1` of a stream, or an empty string for the first
-    /// event and for a previous event stored before hashes existed.
-    async fn previous_hash(
+    /// Returns the hash of event `sequence` of a stream, or an empty string for an event stored
+    /// before hashes existed.
+    async fn stored_hash(
         write: &mut SqliteWriteTransaction,
         stream_type: &str,
         stream_id: &str,
         sequence: i64,
     ) -> Result<String, PersistenceError> {
-        if sequence <= 1 {
-            return Ok(String::new());
-        }
         let hash: Option<Option<String>> = sqlx::query_scalar(
             "SELECT hash FROM events WHERE aggregate_type = ? AND aggregate_id = ? AND sequence = ?",
         )
         .bind(stream_type)
         .bind(stream_id)
-        .bind(sequence - 1)
+        .bind(sequence)
         .fetch_optional(&mut *write.transaction)
         .await
         .map_err(persistence_error)?;

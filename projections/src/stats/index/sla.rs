@@ -301,20 +301,21 @@ const PARALLEL_ROWS: usize = 2;
 
 /// Scans in two passes: slots and counters, then the duration keys scattered by slot. Above
 /// [`PARALLEL_ROWS`] rows each pass runs on two threads, one per half of the rows. The second
-/// half numbers its groups with a grouper of its own; they are mapped to the first half's
-/// numbers between the passes, so the rows come out as in one pass.
+/// half numbers its groups with a grouper of its own. Between the passes its numbers are mapped
+/// to the first half's, so the rows come out as in one pass.
 fn scan_grouped(scan: &mut Scan<'_>) -> (Segments, Segments) {
     let rows = scan.index.columns.len();
-    let split = if rows >= PARALLEL_ROWS { rows / 2 } else { rows };
+    let parallel = rows >= PARALLEL_ROWS;
+    let split = if parallel { rows / 2 } else { rows };
     let mut second_grouper = scan.grouper.clone();
     let mut first_grouper = scan.grouper.clone();
     let (first, second) = {
         let scan = &*scan;
-        std::thread::scope(|threads| {
-            let second = threads.spawn(|| assign_slots(scan, &mut second_grouper, split..rows));
-            let first = assign_slots(scan, &mut first_grouper, 0..split);
-            (first, second.join().expect("the second half of a grouped scan panicked"))
-        })
+        run_both(
+            parallel,
+            || assign_slots(scan, &mut first_grouper, 0..split),
+            || assign_slots(scan, &mut second_grouper, split..rows),
+        )
     };
     scan.grouper = first_grouper;
 
@@ -335,28 +336,37 @@ fn scan_grouped(scan: &mut Scan<'_>) -> (Segments, Segments) {
         *scan.slot_totals(slot) = merged;
     }
 
-    let (accept_keys, accept_spans, [accept_first, accept_second]) =
-        layout(&first_counts, &second_counts, |totals| totals.accepts);
-    let (resolve_keys, resolve_spans, [resolve_first, resolve_second]) =
-        layout(&first_counts, &second_counts, |totals| totals.resolves);
+    let mut accepts = KeyLayout::new(&first_counts, &second_counts, |totals| totals.accepts);
+    let mut resolves = KeyLayout::new(&first_counts, &second_counts, |totals| totals.resolves);
     let columns = &scan.index.columns;
-    let mut accepts = (accept_keys, accept_first, accept_second);
-    let mut resolves = (resolve_keys, resolve_first, resolve_second);
     {
-        let (accept_first, accept_second) = split_parts(&mut accepts.0, &accepts.1, &accepts.2);
-        let (resolve_first, resolve_second) = split_parts(&mut resolves.0, &resolves.1, &resolves.2);
-        let identity = |slot: u32| slot;
+        let (accept_first, accept_second) = accepts.cells();
+        let (resolve_first, resolve_second) = resolves.cells();
         let remap = |slot: u32| second_to_first[slot as usize];
-        std::thread::scope(|threads| {
-            let second_slots = &second.slots;
-            threads.spawn(move || scatter_keys(columns, split, second_slots, remap, accept_second, resolve_second));
-            scatter_keys(columns, 0, &first.slots, identity, accept_first, resolve_first);
-        });
+        run_both(
+            parallel,
+            || scatter_keys(columns, 0, &first.slots, |slot| slot, accept_first, resolve_first),
+            || scatter_keys(columns, split, &second.slots, remap, accept_second, resolve_second),
+        );
     }
-    (
-        Segments { keys: close_gaps(accepts.0, &accept_spans, &accepts.1, &accepts.2), spans: accept_spans },
-        Segments { keys: close_gaps(resolves.0, &resolve_spans, &resolves.1, &resolves.2), spans: resolve_spans },
-    )
+    (accepts.into_segments(), resolves.into_segments())
+}
+
+/// Runs `first` and `second`: at the same time, `second` on a scoped thread, when `parallel`,
+/// and one after the other on the calling thread otherwise.
+fn run_both<A: Send, B: Send>(
+    parallel: bool,
+    first: impl FnOnce() -> A + Send,
+    second: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    if !parallel {
+        return (first(), second());
+    }
+    std::thread::scope(|threads| {
+        let second = threads.spawn(second);
+        let first = first();
+        (first, second.join().expect("the second half of a grouped scan panicked"))
+    })
 }
 
 /// The slots and counters of the rows of one part of a grouped scan.
@@ -387,44 +397,67 @@ fn assign_slots(scan: &Scan<'_>, grouper: &mut Grouper<'_>, range: std::ops::Ran
     PartSlots { slots, totals }
 }
 
-/// Lays out the duration keys of every slot in one array: the first part's keys, a spare cell,
-/// the second part's keys, a spare cell. The spare cells take the writes of keys that do not
-/// count, so the scatter needs no branch. Returns the array, each slot's span (its start and its
-/// number of keys) and the start of each part's cells by slot. Slot 0 gets no keys.
-fn layout(
-    first: &[Totals],
-    second: &[Totals],
-    count: impl Fn(&Totals) -> u64,
-) -> (Vec<i64>, Vec<(usize, usize)>, [Vec<usize>; 2]) {
-    let mut spans = Vec::with_capacity(first.len());
-    let mut starts = [Vec::with_capacity(first.len()), Vec::with_capacity(first.len())];
-    let mut next = 0usize;
-    for (slot, (first, second)) in first.iter().zip(second).enumerate() {
-        let (first_len, second_len) = if slot == 0 { (0, 0) } else { (count(first) as usize, count(second) as usize) };
-        spans.push((next, first_len + second_len));
-        starts[0].push(next);
-        starts[1].push(next + first_len + 1);
-        next += first_len + second_len + 2;
-    }
-    (vec![0; next], spans, starts)
+/// The duration keys of every slot in one array: the first part's keys, a spare cell, the
+/// second part's keys, a spare cell. The spare cells take the writes of keys that do not count,
+/// so the scatter needs no branch. Slot 0 gets no keys.
+struct KeyLayout {
+    keys: Vec<i64>,
+    /// Start of each slot's keys, and their number.
+    spans: Vec<(usize, usize)>,
+    /// Start of the first part's cells, by slot.
+    first_starts: Vec<usize>,
+    /// Start of the second part's cells, by slot.
+    second_starts: Vec<usize>,
 }
 
-/// Cuts the key array of [`layout`] into the cells of each part: for each slot, its keys and
-/// the spare cell after them.
-fn split_parts<'k>(keys: &'k mut [i64], first: &[usize], second: &[usize]) -> (Vec<&'k mut [i64]>, Vec<&'k mut [i64]>) {
-    let total = keys.len();
-    let mut first_cells = Vec::with_capacity(first.len());
-    let mut second_cells = Vec::with_capacity(first.len());
-    let mut rest = keys;
-    for slot in 0..first.len() {
-        let slot_end = first.get(slot + 1).copied().unwrap_or(total);
-        let (first_part, tail) = std::mem::take(&mut rest).split_at_mut(second[slot] - first[slot]);
-        let (second_part, tail) = tail.split_at_mut(slot_end - second[slot]);
-        first_cells.push(first_part);
-        second_cells.push(second_part);
-        rest = tail;
+impl KeyLayout {
+    /// Lays out the keys that `count` counts in the totals of each part.
+    fn new(first: &[Totals], second: &[Totals], count: impl Fn(&Totals) -> u64) -> KeyLayout {
+        let mut spans = Vec::with_capacity(first.len());
+        let mut first_starts = Vec::with_capacity(first.len());
+        let mut second_starts = Vec::with_capacity(first.len());
+        let mut next = 0usize;
+        for (slot, (first, second)) in first.iter().zip(second).enumerate() {
+            let (first_len, second_len) = if slot == 0 { (0, 0) } else { (count(first) as usize, count(second) as usize) };
+            spans.push((next, first_len + second_len));
+            first_starts.push(next);
+            second_starts.push(next + first_len + 1);
+            next += first_len + second_len + 2;
+        }
+        KeyLayout { keys: vec![0; next], spans, first_starts, second_starts }
     }
-    (first_cells, second_cells)
+
+    /// Cuts the array into the cells of each part: for each slot, its keys and the spare cell
+    /// after them.
+    fn cells(&mut self) -> (Vec<&mut [i64]>, Vec<&mut [i64]>) {
+        let total = self.keys.len();
+        let mut first_cells = Vec::with_capacity(self.spans.len());
+        let mut second_cells = Vec::with_capacity(self.spans.len());
+        let mut rest = self.keys.as_mut_slice();
+        for slot in 0..self.spans.len() {
+            let slot_end = self.first_starts.get(slot + 1).copied().unwrap_or(total);
+            let (first_part, tail) = std::mem::take(&mut rest).split_at_mut(self.second_starts[slot] - self.first_starts[slot]);
+            let (second_part, tail) = tail.split_at_mut(slot_end - self.second_starts[slot]);
+            first_cells.push(first_part);
+            second_cells.push(second_part);
+            rest = tail;
+        }
+        (first_cells, second_cells)
+    }
+
+    /// Makes each slot's keys contiguous and returns them as segments. The spare cell between
+    /// the two parts takes the second part's last key, because the order of keys within a slot
+    /// does not matter to the quantiles.
+    fn into_segments(mut self) -> Segments {
+        for (slot, &(start, len)) in self.spans.iter().enumerate() {
+            let first_len = self.second_starts[slot] - self.first_starts[slot] - 1;
+            let second_len = len - first_len;
+            if second_len > 0 {
+                self.keys[start + first_len] = self.keys[self.second_starts[slot] + second_len - 1];
+            }
+        }
+        Segments { keys: self.keys, spans: self.spans }
+    }
 }
 
 /// Second pass over the rows of one part, from row `first_row` on: writes each row's counted
@@ -449,17 +482,4 @@ fn scatter_keys(
         resolve_cells[slot][resolve_next[slot]] = facts.resolve_key;
         resolve_next[slot] += (counted >> 1) as usize;
     }
-}
-
-/// Makes each slot's keys contiguous: the spare cell between the two parts takes the second
-/// part's last key. The order of keys within a slot does not matter to the quantiles.
-fn close_gaps(mut keys: Vec<i64>, spans: &[(usize, usize)], first: &[usize], second: &[usize]) -> Vec<i64> {
-    for (slot, &(start, len)) in spans.iter().enumerate() {
-        let first_len = second[slot] - first[slot] - 1;
-        let second_len = len - first_len;
-        if second_len > 0 {
-            keys[start + first_len] = keys[second[slot] + second_len - 1];
-        }
-    }
-    keys
 }
