@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use futures::stream::{self, StreamExt};
+use futures::stream::{self, StreamExt, TryStreamExt};
 use opencity_domain::TicketServices;
 use opencity_fixtures::import::{parse_file, ImportFormat, ImportedTicket};
 use opencity_store::{BulkItem, CommandError, CommandMetadata, CommandOutcome, Store};
@@ -13,7 +13,7 @@ use crate::errors::command_error;
 /// Tickets appended in one store transaction.
 const IMPORT_BATCH: usize = 100;
 /// Batches written at once; PostgreSQL gains from parallel transactions, SQLite serializes them.
-const IMPORT_CONCURRENCY: usize = 4;
+const IMPORT_CONCURRENCY: usize = 8;
 
 /// Outcome of an import, which sets the exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,26 +104,34 @@ pub async fn write_tickets(
         .chunks(IMPORT_BATCH)
         .map(<[ImportedTicket]>::to_vec)
         .collect();
+    // Each batch runs on a task of its own, so that deciding, sealing and hashing the events of
+    // concurrent batches uses every core instead of the one polling them all.
     let batch_results: Vec<Vec<(ImportedTicket, Result<CommandOutcome, CommandError>)>> = stream::iter(batches)
-        .map(|batch| async move {
-            let items: Vec<BulkItem> = batch
-                .iter()
-                .map(|ticket| {
-                    let metadata = CommandMetadata {
-                        idempotency_key: Some(format!("{source}:{}", ticket.external_id)),
-                        channel: Some(source.to_string()),
-                        actor: Some(format!("{source}-loader")),
-                        ..CommandMetadata::default()
-                    };
-                    (ticket.ticket_id, ticket.commands.clone(), metadata)
-                })
-                .collect();
-            let outcomes = store.execute_many(items, services).await;
-            batch.into_iter().zip(outcomes).collect()
+        .map(|batch| {
+            let store = store.clone();
+            let services = services.clone();
+            let source = source.to_string();
+            tokio::spawn(async move {
+                let items: Vec<BulkItem> = batch
+                    .iter()
+                    .map(|ticket| {
+                        let metadata = CommandMetadata {
+                            idempotency_key: Some(format!("{source}:{}", ticket.external_id)),
+                            channel: Some(source.clone()),
+                            actor: Some(format!("{source}-loader")),
+                            ..CommandMetadata::default()
+                        };
+                        (ticket.ticket_id, ticket.commands.clone(), metadata)
+                    })
+                    .collect();
+                let outcomes = store.execute_many(items, &services).await;
+                batch.into_iter().zip(outcomes).collect()
+            })
         })
         .buffer_unordered(IMPORT_CONCURRENCY)
-        .collect()
-        .await;
+        .try_collect()
+        .await
+        .map_err(|error| anyhow::anyhow!("пакет импорта прерван: {error}"))?;
     let results = batch_results.into_iter().flatten();
 
     for (ticket, result) in results {

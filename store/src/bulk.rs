@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::error::{CommandError, StoreError};
 use crate::execute::{outcome_from, Decision, LoadedStream, StreamState};
-use crate::model::{CommandMetadata, CommandOutcome};
+use crate::model::{CommandMetadata, CommandOutcome, LogCheckpoint};
 use crate::personal::{self, needs_sealing};
 use crate::store::{Backend, Store};
 
@@ -90,41 +90,18 @@ impl Store {
             }
         }
 
-        // One key lookup for the whole chunk, for the streams with texts to seal.
-        let subjects: Vec<String> = pending
-            .iter_mut()
-            .filter_map(|(_, subject, envelopes)| {
-                needs_sealing(envelopes.iter_mut().map(|envelope| &mut envelope.payload)).then_some(&*subject)
-            })
-            .cloned()
-            .collect();
-        let keys = self.keys_in_force(&subjects).await?;
-        let mut new_events: Vec<SerializedEvent> = Vec::new();
-        for (ticket_id, subject, mut envelopes) in pending {
-            if let Some(key) = keys.get(&subject) {
-                let stream_id = ticket_id.to_string();
-                for envelope in &mut envelopes {
-                    personal::seal_events(key, &stream_id, std::slice::from_mut(&mut envelope.payload));
-                }
-            }
-            for envelope in &envelopes {
-                new_events.push(SerializedEvent::try_from(envelope)?);
-            }
-        }
+        let mut checkpoints = self.seal_and_append(pending, &heads).await?;
 
-        if !new_events.is_empty() {
-            self.persist(&new_events, &heads).await?;
-            self.notify_appended();
-        }
-
-        let event_keys: Vec<(String, i64)> = decided
+        // Items answered from events stored earlier (a repeated idempotency key) report those.
+        let earlier: Vec<(String, i64)> = decided
             .iter()
             .filter_map(|(_, ticket_id, decision)| {
                 let sequence = decision.as_ref().ok()?.reported_sequence?;
                 Some((ticket_id.to_string(), i64::try_from(sequence).ok()?))
             })
+            .filter(|key| !checkpoints.contains_key(key))
             .collect();
-        let checkpoints = self.checkpoints_at(&event_keys).await?;
+        checkpoints.extend(self.checkpoints_at(&earlier).await?);
 
         let mut results = Vec::with_capacity(decided.len());
         for (index, ticket_id, decision) in decided {
@@ -146,21 +123,23 @@ impl Store {
         chunk: &[TicketGroup],
         services: &TicketServices,
     ) -> Vec<(usize, Result<CommandOutcome, CommandError>)> {
+        // The futures are built before they are streamed: a stream that maps borrowed items in
+        // a closure is not `Send` for a spawned task (rust-lang/rust#89976).
+        let runs: Vec<_> = chunk
+            .iter()
+            .map(|group| async move {
+                let mut results = Vec::with_capacity(group.items.len());
+                for (index, commands, metadata) in &group.items {
+                    let result = self
+                        .execute(group.ticket_id, commands.clone(), metadata, services)
+                        .await;
+                    results.push((*index, result));
+                }
+                results
+            })
+            .collect();
         let per_group: Vec<Vec<(usize, Result<CommandOutcome, CommandError>)>> =
-            futures::stream::iter(chunk)
-                .map(|group| async move {
-                    let mut results = Vec::with_capacity(group.items.len());
-                    for (index, commands, metadata) in &group.items {
-                        let result = self
-                            .execute(group.ticket_id, commands.clone(), metadata, services)
-                            .await;
-                        results.push((*index, result));
-                    }
-                    results
-                })
-                .buffer_unordered(BULK_PARALLELISM)
-                .collect()
-                .await;
+            futures::stream::iter(runs).buffer_unordered(BULK_PARALLELISM).collect().await;
         per_group.into_iter().flatten().collect()
     }
 
@@ -178,27 +157,64 @@ impl Store {
                     .collect())
             }
             Backend::Sqlite { events, .. } => {
-                let loaded: Vec<Result<(Uuid, LoadedStream), BulkError>> = futures::stream::iter(chunk)
+                // Built before streaming, as in `execute_one_by_one`.
+                let loads: Vec<_> = chunk
+                    .iter()
                     .map(|group| async move {
                         let events = events.load_events(&group.ticket_id.to_string()).await?;
                         Ok((group.ticket_id, LoadedStream { events, ..LoadedStream::default() }))
                     })
-                    .buffered(BULK_PARALLELISM)
-                    .collect()
-                    .await;
+                    .collect();
+                let loaded: Vec<Result<(Uuid, LoadedStream), BulkError>> =
+                    futures::stream::iter(loads).buffered(BULK_PARALLELISM).collect().await;
                 loaded.into_iter().collect()
             }
         }
     }
 
-    /// Appends events of several streams atomically: with one `COPY` on PostgreSQL, chained to
-    /// `heads` (stream id to the hash of its last stored event), and through the repository in
-    /// one transaction on SQLite.
-    async fn persist(&self, events: &[SerializedEvent], heads: &HashMap<String, String>) -> Result<(), PersistenceError> {
-        match self.backend.as_ref() {
-            Backend::Postgres { pool, .. } => crate::postgres::append_many(pool, events, heads).await,
-            Backend::Sqlite { repository, .. } => repository.persist::<Ticket>(events, None).await,
+    /// Seals the texts of `pending` (ticket, key subject, decided events) with one key lookup
+    /// for all their subjects and appends the events atomically: in one statement on
+    /// PostgreSQL, through the repository in one transaction on SQLite. Returns the checkpoints
+    /// of the appended events where the backend reports them (PostgreSQL), by (stream id,
+    /// sequence).
+    async fn seal_and_append(
+        &self,
+        mut pending: Vec<(Uuid, String, Vec<EventEnvelope<Ticket>>)>,
+        heads: &HashMap<String, String>,
+    ) -> Result<HashMap<(String, i64), LogCheckpoint>, BulkError> {
+        let subjects: Vec<String> = pending
+            .iter_mut()
+            .filter_map(|(_, subject, envelopes)| {
+                needs_sealing(envelopes.iter_mut().map(|envelope| &mut envelope.payload)).then_some(&*subject)
+            })
+            .cloned()
+            .collect();
+        let keys = self.keys_in_force(&subjects).await?;
+        let mut new_events: Vec<SerializedEvent> = Vec::new();
+        for (ticket_id, subject, mut envelopes) in pending {
+            if let Some(key) = keys.get(&subject) {
+                let stream_id = ticket_id.to_string();
+                for envelope in &mut envelopes {
+                    personal::seal_events(key, &stream_id, std::slice::from_mut(&mut envelope.payload));
+                }
+            }
+            for envelope in &envelopes {
+                new_events.push(SerializedEvent::try_from(envelope)?);
+            }
         }
+        if new_events.is_empty() {
+            return Ok(HashMap::new());
+        }
+
+        let checkpoints = match self.backend.as_ref() {
+            Backend::Postgres { pool, .. } => crate::postgres::append_many(pool, &new_events, heads).await?,
+            Backend::Sqlite { repository, .. } => {
+                repository.persist::<Ticket>(&new_events, None).await?;
+                HashMap::new()
+            }
+        };
+        self.notify_appended();
+        Ok(checkpoints)
     }
 }
 

@@ -282,62 +282,103 @@ fn ring_from_rows(rows: Vec<KeyRow>) -> Result<KeyRing, StoreError> {
     Ok(ring)
 }
 
+/// Stores a new key for each subject without a key in force and returns every key in force of
+/// the subjects: `$1` subjects, `$2` new key ids, `$3` new keys in hex, `$4` the creation time.
+/// The final query does not see the rows the `WITH` inserts, so each subject comes once: from
+/// the insert or from the keys stored before. A key another writer stores after this statement
+/// began makes the insert skip its subject without the query seeing it; the caller reads it then.
+const KEYS_IN_FORCE_OR_NEW: &str = "WITH wanted AS (
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS wanted(subject, key_id, key_hex)
+    ), inserted AS (
+        INSERT INTO resident_keys (key_id, subject, key_hex, created_at)
+        SELECT key_id, subject, key_hex, $4 FROM wanted
+        ON CONFLICT (subject) WHERE erased_at IS NULL DO NOTHING
+        RETURNING subject, key_id, key_hex
+    )
+    SELECT subject, key_id, key_hex FROM inserted
+    UNION ALL
+    SELECT k.subject, k.key_id, k.key_hex FROM resident_keys k JOIN wanted USING (subject)
+     WHERE k.erased_at IS NULL";
+
+/// A key made for a subject, as `resident_keys` stores it.
+struct NewResidentKey {
+    id: String,
+    subject: String,
+    key_hex: String,
+}
+
+impl NewResidentKey {
+    /// Makes a random key for each of `subjects`.
+    fn generate(subjects: &[String]) -> Vec<NewResidentKey> {
+        subjects
+            .iter()
+            .map(|subject| {
+                let mut key = [0u8; KEY_BYTES];
+                rand::rngs::OsRng.fill_bytes(&mut key);
+                NewResidentKey { id: Uuid::new_v4().to_string(), subject: subject.clone(), key_hex: hex::encode(key) }
+            })
+            .collect()
+    }
+}
+
 impl Store {
-    /// Returns the key in force of each subject, creating the missing ones.
+    /// Returns the key in force of each subject, creating the missing ones. On PostgreSQL this
+    /// is one statement, which stores a new key for each subject without one and returns every
+    /// key in force.
     pub(crate) async fn keys_in_force(&self, subjects: &[String]) -> Result<HashMap<String, ResidentKey>, StoreError> {
         let subjects: Vec<String> = subjects.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect();
         if subjects.is_empty() {
             return Ok(HashMap::new());
         }
-        let mut keys = self.select_keys_in_force(&subjects).await?;
-        let missing: Vec<&String> = subjects.iter().filter(|subject| !keys.contains_key(*subject)).collect();
-        if missing.is_empty() {
-            return Ok(keys);
-        }
-
-        let created_at = format_timestamp(Utc::now());
-        let rows: Vec<(String, String, String)> = missing
-            .iter()
-            .map(|subject| {
-                let mut key = [0u8; KEY_BYTES];
-                rand::rngs::OsRng.fill_bytes(&mut key);
-                (Uuid::new_v4().to_string(), (*subject).clone(), hex::encode(key))
-            })
-            .collect();
-        // Another writer may create a subject's key at the same moment; the unique index keeps
-        // one, and both read it back below.
-        let insert = format!(
-            "INSERT INTO resident_keys (key_id, subject, key_hex, created_at) VALUES {} \
-             ON CONFLICT (subject) WHERE erased_at IS NULL DO NOTHING",
-            vec!["(?, ?, ?, ?)"; rows.len()].join(", ")
-        );
-        macro_rules! bind_rows {
-            ($query:expr) => {{
-                let mut query = $query;
-                for (id, subject, key_hex) in &rows {
-                    query = query.bind(id).bind(subject).bind(key_hex).bind(&created_at);
-                }
-                query
-            }};
-        }
-        match self.backend.as_ref() {
+        let mut keys = match self.backend.as_ref() {
             Backend::Postgres { pool, .. } => {
-                let insert = numbered(&insert);
-                bind_rows!(sqlx::query(&insert)).execute(pool).await?;
+                let new_keys = NewResidentKey::generate(&subjects);
+                let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(KEYS_IN_FORCE_OR_NEW)
+                    .bind(new_keys.iter().map(|key| key.subject.as_str()).collect::<Vec<_>>())
+                    .bind(new_keys.iter().map(|key| key.id.as_str()).collect::<Vec<_>>())
+                    .bind(new_keys.iter().map(|key| key.key_hex.as_str()).collect::<Vec<_>>())
+                    .bind(format_timestamp(Utc::now()))
+                    .fetch_all(pool)
+                    .await?;
+                let mut keys = HashMap::with_capacity(rows.len());
+                for (subject, id, key_hex) in rows {
+                    let key = ResidentKey::from_row(&id, key_hex.as_deref())?;
+                    keys.insert(subject, key);
+                }
+                keys
             }
             Backend::Sqlite { database, .. } => {
-                let mut write = database.begin_write().await?;
-                bind_rows!(sqlx::query(&insert)).execute(&mut *write.transaction).await?;
-                write.commit().await?;
+                let keys = self.select_keys_in_force(&subjects).await?;
+                let missing: Vec<String> = subjects.iter().filter(|subject| !keys.contains_key(*subject)).cloned().collect();
+                if !missing.is_empty() {
+                    let new_keys = NewResidentKey::generate(&missing);
+                    let created_at = format_timestamp(Utc::now());
+                    let insert = format!(
+                        "INSERT INTO resident_keys (key_id, subject, key_hex, created_at) VALUES {} \
+                         ON CONFLICT (subject) WHERE erased_at IS NULL DO NOTHING",
+                        vec!["(?, ?, ?, ?)"; new_keys.len()].join(", ")
+                    );
+                    let mut query = sqlx::query(&insert);
+                    for key in &new_keys {
+                        query = query.bind(&key.id).bind(&key.subject).bind(&key.key_hex).bind(&created_at);
+                    }
+                    let mut write = database.begin_write().await?;
+                    query.execute(&mut *write.transaction).await?;
+                    write.commit().await?;
+                }
+                keys
             }
-        }
+        };
 
-        let missing: Vec<String> = missing.into_iter().cloned().collect();
-        let created = self.select_keys_in_force(&missing).await?;
-        if created.len() != missing.len() {
+        // A key another writer stored at the same moment won over this one (the unique index
+        // keeps one); it is read here, after that writer's commit.
+        let missing: Vec<String> = subjects.iter().filter(|subject| !keys.contains_key(*subject)).cloned().collect();
+        if !missing.is_empty() {
+            keys.extend(self.select_keys_in_force(&missing).await?);
+        }
+        if keys.len() != subjects.len() {
             return Err(StoreError::Database("a resident key was not stored".into()));
         }
-        keys.extend(created);
         Ok(keys)
     }
 

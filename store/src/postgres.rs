@@ -7,16 +7,16 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use cqrs_es::persist::{PersistenceError, SerializedEvent};
+use chrono::{DateTime, Utc};
 use cqrs_es::EventEnvelope;
 use opencity_domain::ticket::TICKET_STREAM_TYPE;
 use opencity_domain::Ticket;
-use sqlx::postgres::{PgArguments, PgPoolCopyExt, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgArguments, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row};
 
 use crate::chain::{chain_events, ChainedEvent};
 use crate::error::StoreError;
 use crate::execute::LoadedStream;
-use crate::integrity::format_timestamp;
 use crate::model::{LogCheckpoint, StoredEvent};
 use crate::personal::ResidentKey;
 
@@ -234,69 +234,113 @@ pub(crate) async fn open(url: &str) -> Result<PgPool, StoreError> {
 const APPEND_ROWS_PER_STATEMENT: usize = 1_000;
 
 /// The columns the engine's appends write, in the order of [`insert_statement`] and
-/// [`copy_rows`].
+/// [`append_many_statement`].
 const APPEND_COLUMNS: &str = "aggregate_type, aggregate_id, sequence, event_type, event_version, \
      payload, metadata, occurred_at, recorded_at, prev_hash, hash";
 
-/// Appends events of several ticket streams with one `COPY`, which is atomic by itself: all
+/// Appends events of several ticket streams in one statement, which is atomic by itself: all
 /// rows are stored or none. `heads` maps the id of each stream that continues stored events to
-/// the hash of its last stored event, as [`load_ticket_streams`] returned it. A sequence that is
-/// already taken fails the whole copy with `OptimisticLockError`.
+/// the hash of its last stored event, as [`load_ticket_streams`] returned it. Returns the
+/// checkpoint of every appended event by (stream id, sequence). A sequence that is already
+/// taken fails with `OptimisticLockError`.
 pub(crate) async fn append_many(
     pool: &PgPool,
     events: &[SerializedEvent],
     heads: &HashMap<String, String>,
-) -> Result<(), PersistenceError> {
+) -> Result<HashMap<(String, i64), LogCheckpoint>, PersistenceError> {
     let chained = chain_events(events, |_, stream_id| heads.get(stream_id).cloned().unwrap_or_default())?;
-    let mut copy = pool
-        .copy_in_raw(&format!("COPY events ({APPEND_COLUMNS}) FROM STDIN (FORMAT csv)"))
+    let mut columns = EventColumns::with_capacity(chained.len());
+    for event in &chained {
+        columns.push(event);
+    }
+    let rows = sqlx::query(&append_many_statement())
+        .bind(columns.stream_types)
+        .bind(columns.stream_ids)
+        .bind(columns.sequences)
+        .bind(columns.event_types)
+        .bind(columns.event_versions)
+        .bind(columns.payloads)
+        .bind(columns.metadata)
+        .bind(columns.occurred_at)
+        .bind(columns.recorded_at)
+        .bind(columns.prev_hashes)
+        .bind(columns.hashes)
+        .fetch_all(pool)
         .await
         .map_err(append_error)?;
-    if let Err(error) = copy.send(copy_rows(&chained)).await {
-        let _ = copy.abort("the rows could not be sent").await;
-        return Err(append_error(error));
+    let mut checkpoints = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let key = (row.try_get("aggregate_id").map_err(append_error)?, row.try_get("sequence").map_err(append_error)?);
+        let checkpoint = LogCheckpoint {
+            tx: row.try_get("tx").map_err(append_error)?,
+            position: row.try_get("global_position").map_err(append_error)?,
+        };
+        checkpoints.insert(key, checkpoint);
     }
-    copy.finish().await.map_err(append_error)?;
-    Ok(())
+    Ok(checkpoints)
 }
 
-/// Encodes events as `COPY` CSV rows in the order of [`APPEND_COLUMNS`]. Every text is quoted,
-/// so an empty `prev_hash` is stored as an empty text, not as NULL.
-fn copy_rows(events: &[ChainedEvent<'_>]) -> Vec<u8> {
-    fn quoted(out: &mut String, text: &str) {
-        out.push('"');
-        for part in text.split_inclusive('"') {
-            out.push_str(part);
-            if part.ends_with('"') {
-                out.push('"');
-            }
+/// The statement of [`append_many`]: the events from one array per column, so that the
+/// statement text and its parameters are the same for any number of events, and the positions
+/// come back without another query.
+fn append_many_statement() -> String {
+    format!(
+        "INSERT INTO events ({APPEND_COLUMNS})
+         SELECT stream_type, stream_id, sequence, event_type, event_version, payload::json, metadata::json,
+                occurred_at, recorded_at, prev_hash, hash
+           FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
+                       $8::timestamptz[], $9::timestamptz[], $10::text[], $11::text[])
+                AS appended(stream_type, stream_id, sequence, event_type, event_version, payload, metadata,
+                            occurred_at, recorded_at, prev_hash, hash)
+         RETURNING aggregate_id, sequence, tx_id::text::bigint AS tx, global_position"
+    )
+}
+
+/// Chained events as one array per column, for [`append_many_statement`].
+struct EventColumns<'a> {
+    stream_types: Vec<&'a str>,
+    stream_ids: Vec<&'a str>,
+    sequences: Vec<i64>,
+    event_types: Vec<&'a str>,
+    event_versions: Vec<&'a str>,
+    payloads: Vec<&'a str>,
+    metadata: Vec<&'a str>,
+    occurred_at: Vec<DateTime<Utc>>,
+    recorded_at: Vec<DateTime<Utc>>,
+    prev_hashes: Vec<&'a str>,
+    hashes: Vec<&'a str>,
+}
+
+impl<'a> EventColumns<'a> {
+    fn with_capacity(rows: usize) -> EventColumns<'a> {
+        EventColumns {
+            stream_types: Vec::with_capacity(rows),
+            stream_ids: Vec::with_capacity(rows),
+            sequences: Vec::with_capacity(rows),
+            event_types: Vec::with_capacity(rows),
+            event_versions: Vec::with_capacity(rows),
+            payloads: Vec::with_capacity(rows),
+            metadata: Vec::with_capacity(rows),
+            occurred_at: Vec::with_capacity(rows),
+            recorded_at: Vec::with_capacity(rows),
+            prev_hashes: Vec::with_capacity(rows),
+            hashes: Vec::with_capacity(rows),
         }
-        out.push('"');
     }
-    let mut out = String::with_capacity(events.iter().map(|event| event.payload.len() + 400).sum());
-    for event in events {
-        let texts = [
-            event.event.aggregate_type.as_str(),
-            &event.event.aggregate_id,
-            &event.sequence.to_string(),
-            &event.event.event_type,
-            &event.event.event_version,
-            &event.payload,
-            &event.metadata,
-            &format_timestamp(event.occurred_at),
-            &format_timestamp(event.recorded_at),
-            &event.prev_hash,
-            &event.hash,
-        ];
-        for (column, text) in texts.into_iter().enumerate() {
-            if column > 0 {
-                out.push(',');
-            }
-            quoted(&mut out, text);
-        }
-        out.push('\n');
+
+    fn push(&mut self, event: &'a ChainedEvent<'a>) {
+        self.stream_types.push(&event.event.aggregate_type);
+        self.stream_ids.push(&event.event.aggregate_id);
+        self.sequences.push(event.sequence);
+        self.event_types.push(&event.event.event_type);
+        self.event_versions.push(&event.event.event_version);
+        self.payloads.push(&event.payload);
+        self.metadata.push(&event.metadata);
+        self.occurred_at.push(event.occurred_at);
+        self.recorded_at.push(event.recorded_at);
+        self.prev_hashes.push(&event.prev_hash);
+        self.hashes.push(&event.hash);
     }
-    out.into_bytes()
 }
 
 /// Appends the events of one command, chained to `head_hash` (the hash of the stream's last

@@ -32,8 +32,8 @@ pub struct Store {
 }
 
 /// The cqrs-es event store of each backend. On SQLite the repository is kept beside it, because
-/// bulk appends write several streams through it in one transaction. On PostgreSQL bulk appends
-/// use `COPY` and command appends one multi-row `INSERT` of their own.
+/// bulk appends write several streams through it in one transaction. On PostgreSQL bulk and
+/// command appends use `INSERT` statements of their own.
 // One value per store, behind an `Arc`, so the size difference between variants costs nothing.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Backend {

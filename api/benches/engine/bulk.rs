@@ -2,7 +2,7 @@
 //! writes and reads of PostgreSQL.
 //!
 //! A round imports the demo city through `write_tickets`, the path of `opencity import`: 100
-//! tickets per `Store::execute_many` transaction, 4 transactions at once. Over that log it then
+//! tickets per `Store::execute_many` transaction, 8 transactions at once. Over that log it then
 //! measures a fresh `ReadModel` catching up from an empty checkpoint and `opencity-replay
 //! rebuild`. The same-rows baselines write the very rows the engine stored into a plain table
 //! of the same database (10-row INSERTs on 4 connections, and one COPY), and read the engine's
