@@ -36,8 +36,7 @@ async fn followers_miss_no_event(config: StoreConfig) {
 
     // A small import that fits in the channel, read at once: the live path.
     import(&store, &services, ImportFormat::Boston311, "boston311_100_qsv.csv").await;
-    read_model.catch_up().await.expect("projections catch up");
-    let boston = ticket_positions(&store, 0).await;
+    let boston = project_log(&read_model, &store).await;
     assert!(!boston.is_empty(), "the Boston import wrote no ticket events");
     assert!(boston.len() < 4_096, "{} Boston events do not fit in the channel", boston.len());
     assert_eq!(drain(&mut prompt, boston.len()).await, boston, "the prompt follower after Boston");
@@ -63,8 +62,7 @@ async fn followers_miss_no_event(config: StoreConfig) {
         positions
     });
     import(&store, &services, ImportFormat::La311, "la311_2017_subset_hackforla.csv").await;
-    read_model.catch_up().await.expect("projections catch up");
-    let all = ticket_positions(&store, 0).await;
+    let all = project_log(&read_model, &store).await;
     let la = all[boston.len()..].to_vec();
     assert!(la.len() > 3 * 4_096, "{} LA events", la.len());
     expected.send_replace(la.len());
@@ -75,8 +73,7 @@ async fn followers_miss_no_event(config: StoreConfig) {
 
     // After catching up from the log, the idle follower is live again.
     import(&store, &services, ImportFormat::Open311, "open311_chicago_requests_with_notes_2014.json").await;
-    read_model.catch_up().await.expect("projections catch up");
-    let chicago = ticket_positions(&store, *all.last().unwrap()).await;
+    let chicago = project_log(&read_model, &store).await[all.len()..].to_vec();
     assert!(!chicago.is_empty());
     assert_eq!(drain(&mut idle, chicago.len()).await, chicago, "the idle follower after Chicago");
     assert!(
@@ -98,22 +95,48 @@ async fn drain(follower: &mut AppliedFollower, count: usize) -> Vec<i64> {
     positions
 }
 
-/// Returns the positions of the ticket events in the log after `after_position`. The imports
-/// here run one after another, so positions after one import all belong to later ones.
-async fn ticket_positions(store: &Store, after_position: i64) -> Vec<i64> {
-    let mut positions = Vec::new();
-    let mut cursor = LogCheckpoint::START;
+/// Projects the log and returns the positions of its ticket events in log order.
+///
+/// The reader is gap-safe: while a transaction that began before an import's last ones is still
+/// open anywhere on the server (a notification, another test's database), it hides the events
+/// after it for a moment. So this reads until the reader returns every stored event, then
+/// catches up until the read model has passed the end of that read.
+///
+/// The imports here run one after another, so each import's events follow those of the earlier
+/// ones in log order. Positions alone do not tell them apart: the batches of one import commit
+/// in another order than they took positions.
+async fn project_log(read_model: &ReadModel, store: &Store) -> Vec<i64> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    // Every import here has committed, so a plain count sees all its events.
+    let stored = usize::try_from(store.count_events().await.expect("events count")).expect("count fits");
+    let (positions, end) = loop {
+        let mut positions = Vec::new();
+        let mut read = 0;
+        let mut end = LogCheckpoint::START;
+        loop {
+            let events = store.read_log(end, 5_000).await.expect("log reads");
+            let Some(last) = events.last() else { break };
+            end = last.checkpoint();
+            read += events.len();
+            positions.extend(
+                events
+                    .iter()
+                    .filter(|event| event.stream_type == opencity_domain::ticket::TICKET_STREAM_TYPE)
+                    .map(|event| event.position),
+            );
+        }
+        if read >= stored {
+            break (positions, end);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the log reader returned {read} of {stored} events");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     loop {
-        let events = store.read_log(cursor, 5_000).await.expect("log reads");
-        let Some(last) = events.last() else { break };
-        cursor = last.checkpoint();
-        positions.extend(
-            events
-                .iter()
-                .filter(|event| event.stream_type == opencity_domain::ticket::TICKET_STREAM_TYPE)
-                .map(|event| event.position)
-                .filter(|position| *position > after_position),
-        );
+        read_model.catch_up().await.expect("projections catch up");
+        if read_model.checkpoint() >= end {
+            return positions;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the projections did not reach {end:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    positions
 }
