@@ -250,7 +250,7 @@ pub struct ReadModel {
     /// Generation of the tables the memory was loaded from.
     generation: AtomicI64,
     /// Serializes batches between the run loop, `catch_up` and reloads. Contains the batch read
-    /// ahead during the last commit.
+    /// ahead during the last fold and commit.
     stepping: Mutex<Option<Prefetched>>,
 }
 
@@ -489,6 +489,12 @@ impl ReadModel {
         };
         let new_checkpoint = last.checkpoint();
         let read = events.len();
+        // Behind the log: the next batch is read and decoded on another task while this one is
+        // folded and committed.
+        let read_ahead = (read == BATCH_SIZE).then(|| {
+            let store = self.store.clone();
+            tokio::spawn(async move { store.read_log(new_checkpoint, BATCH_SIZE).await })
+        });
         let batch = {
             let views = self.views.read().await;
             let reference = self.reference.read().await;
@@ -496,30 +502,27 @@ impl ReadModel {
         };
 
         if self.is_leader() {
-            let commit = commit_batch(
+            let outcome = commit_batch(
                 &self.store,
                 &batch.changed,
                 &batch.changed_reference,
                 new_checkpoint,
                 self.generation(),
-            );
-            let outcome = if read == BATCH_SIZE {
-                // Behind the log: the database reads the next batch while it commits this one.
-                let (outcome, next) = tokio::join!(commit, self.store.read_log(new_checkpoint, BATCH_SIZE));
-                match next {
-                    Ok(next) if !next.is_empty() => {
-                        *stepping = Some(Prefetched { after: new_checkpoint, events: next });
-                    }
-                    Ok(_) => {}
-                    Err(error) => tracing::debug!(%error, "reading ahead failed; the next step reads again"),
-                }
-                outcome?
-            } else {
-                commit.await?
-            };
+            )
+            .await?;
             if let CommitOutcome::GenerationChanged = outcome {
                 self.reload().await?;
                 return Ok(0);
+            }
+        }
+        if let Some(read_ahead) = read_ahead {
+            match read_ahead.await {
+                Ok(Ok(next)) if !next.is_empty() => {
+                    *stepping = Some(Prefetched { after: new_checkpoint, events: next });
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => tracing::debug!(%error, "reading ahead failed; the next step reads again"),
+                Err(error) => tracing::debug!(%error, "the read-ahead task ended without a batch; the next step reads again"),
             }
         }
 

@@ -46,6 +46,6 @@ pub use config::{BackendKind, DbPool, StoreConfig, SQLITE_FILE_NAME};
 pub use error::{CommandError, StoreError};
 pub use execute::MAX_ATTEMPTS;
 pub use integrity::{verify_log, Checkpoint, Finding, FindingKind};
-pub use model::{CommandMetadata, CommandOutcome, LogCheckpoint, StoredEvent};
+pub use model::{CommandMetadata, CommandOutcome, LazyJson, LogCheckpoint, StoredEvent};
 pub use sqlite::{SqliteEventRepository, SqliteWriteTransaction};
 pub use store::{Store, WriteTransaction};

@@ -1,6 +1,7 @@
 //! Types the store hands out: stored events, log checkpoints, command metadata and outcomes.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use opencity_domain::TicketEvent;
@@ -40,9 +41,9 @@ pub struct StoredEvent {
     pub event_type: String,
     pub event_version: String,
     /// The event as cqrs-es serializes it: `{"VariantName": {...}}`.
-    pub payload: serde_json::Value,
+    pub payload: LazyJson,
     /// A JSON object of strings, see [`CommandMetadata`].
-    pub metadata: serde_json::Value,
+    pub metadata: LazyJson,
     /// Business time of the event, taken from the payload's `occurred_at`.
     pub occurred_at: DateTime<Utc>,
     /// Time the database recorded the event.
@@ -74,15 +75,106 @@ impl StoredEvent {
     pub fn ticket_event(&self) -> Result<TicketEvent, serde_json::Error> {
         // From the stored text: decoding the parsed value would first need a copy of it.
         if self.stored_payload.is_empty() {
-            return serde_json::from_value(self.payload.clone());
+            return serde_json::from_value(self.payload.value().clone());
         }
         serde_json::from_str(&self.stored_payload)
     }
 
     /// Decodes the metadata written with the event.
     pub fn command_metadata(&self) -> Result<CommandMetadata, serde_json::Error> {
-        let map: HashMap<String, String> = serde_json::from_value(self.metadata.clone())?;
+        let map: HashMap<String, String> = if self.stored_metadata.is_empty() {
+            serde_json::from_value(self.metadata.value().clone())?
+        } else {
+            serde_json::from_str(&self.stored_metadata)?
+        };
         CommandMetadata::from_map(&map)
+    }
+}
+
+/// A JSON value of a stored event, parsed on first use. Projections decode events from the
+/// stored text, so a catch-up never parses most payloads into a [`Value`](serde_json::Value);
+/// subscriptions and the API parse those they show. It reads as a `Value` through `Deref`.
+#[derive(Clone, Default)]
+pub struct LazyJson {
+    /// The JSON text; empty when the value was given already parsed.
+    text: String,
+    value: OnceLock<serde_json::Value>,
+}
+
+impl LazyJson {
+    /// JSON text from a column the database checked (PostgreSQL's `json`), parsed on first use.
+    pub fn from_text(text: String) -> LazyJson {
+        LazyJson { text, value: OnceLock::new() }
+    }
+
+    /// The parsed value. Text that is not JSON, which a `json` column cannot hold, reads as
+    /// `null` and is logged.
+    pub fn value(&self) -> &serde_json::Value {
+        self.value.get_or_init(|| {
+            serde_json::from_str(&self.text).unwrap_or_else(|error| {
+                tracing::error!(%error, "a stored JSON text does not parse; it reads as null");
+                serde_json::Value::Null
+            })
+        })
+    }
+
+    /// The parsed value, taken out.
+    pub fn into_value(self) -> serde_json::Value {
+        self.value();
+        self.value.into_inner().unwrap_or_default()
+    }
+}
+
+impl From<serde_json::Value> for LazyJson {
+    fn from(value: serde_json::Value) -> LazyJson {
+        LazyJson { text: String::new(), value: OnceLock::from(value) }
+    }
+}
+
+impl std::ops::Deref for LazyJson {
+    type Target = serde_json::Value;
+
+    fn deref(&self) -> &serde_json::Value {
+        self.value()
+    }
+}
+
+impl std::ops::DerefMut for LazyJson {
+    fn deref_mut(&mut self) -> &mut serde_json::Value {
+        self.value();
+        // The value was set just above; an edited value no longer matches the text.
+        self.text.clear();
+        self.value.get_mut().expect("the value was parsed above")
+    }
+}
+
+impl PartialEq for LazyJson {
+    fn eq(&self, other: &LazyJson) -> bool {
+        self.value() == other.value()
+    }
+}
+
+impl PartialEq<serde_json::Value> for LazyJson {
+    fn eq(&self, other: &serde_json::Value) -> bool {
+        self.value() == other
+    }
+}
+
+impl std::fmt::Debug for LazyJson {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.value(), formatter)
+    }
+}
+
+impl std::fmt::Display for LazyJson {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self.value(), formatter)
+    }
+}
+
+impl Serialize for LazyJson {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.value().serialize(serializer)
     }
 }
 
@@ -165,4 +257,35 @@ pub struct CommandOutcome {
     pub appended: usize,
     /// True when the idempotency key was found in the stream and nothing was appended now.
     pub replayed: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn lazy_json_parses_on_first_read() {
+        let lazy = LazyJson::from_text(r#"{"TicketCommented":{"text":"течёт кран"}}"#.to_string());
+        assert!(lazy.value.get().is_none(), "nothing is parsed before the first read");
+        assert_eq!(lazy["TicketCommented"]["text"], "течёт кран");
+        assert_eq!(lazy, json!({"TicketCommented": {"text": "течёт кран"}}));
+        assert_eq!(lazy.to_string(), r#"{"TicketCommented":{"text":"течёт кран"}}"#);
+    }
+
+    #[test]
+    fn lazy_json_that_does_not_parse_reads_as_null() {
+        let lazy = LazyJson::from_text("{не json".to_string());
+        assert!(lazy.is_null());
+        assert_eq!(lazy.into_value(), serde_json::Value::Null);
+    }
+
+    #[test]
+    fn lazy_json_edits_and_takes_the_value() {
+        let mut lazy = LazyJson::from_text(r#"{"a":1}"#.to_string());
+        lazy["a"] = json!(2);
+        assert_eq!(lazy, LazyJson::from(json!({"a": 2})));
+        assert_eq!(lazy.into_value(), json!({"a": 2}));
+    }
 }

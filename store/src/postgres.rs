@@ -17,7 +17,7 @@ use sqlx::{PgPool, Postgres, Row};
 use crate::chain::{chain_events, ChainedEvent};
 use crate::error::StoreError;
 use crate::execute::LoadedStream;
-use crate::model::{LogCheckpoint, StoredEvent};
+use crate::model::{LazyJson, LogCheckpoint, StoredEvent};
 use crate::personal::ResidentKey;
 
 /// Maximum connections of the pool; the api, the projection runner and the importer share it.
@@ -638,8 +638,9 @@ pub(crate) fn stored_event(row: &PgRow) -> Result<StoredEvent, StoreError> {
         sequence: row.try_get("sequence")?,
         event_type: row.try_get("event_type")?,
         event_version: row.try_get("event_version")?,
-        payload: serde_json::from_str(&stored_payload)?,
-        metadata: serde_json::from_str(&stored_metadata)?,
+        // The `json` columns hold valid JSON; it is parsed only where a `Value` is read.
+        payload: LazyJson::from_text(stored_payload.clone()),
+        metadata: LazyJson::from_text(stored_metadata.clone()),
         occurred_at: row.try_get("occurred_at")?,
         recorded_at: row.try_get("recorded_at")?,
         prev_hash: row.try_get("prev_hash")?,

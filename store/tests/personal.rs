@@ -48,7 +48,7 @@ async fn keys_of(store: &Store, subject: &str) -> i64 {
 
 async fn opened_stream(store: &Store, ticket_id: Uuid) -> (Vec<serde_json::Value>, Opened) {
     let stream = store.load_stream(TICKET_STREAM_TYPE, &ticket_id.to_string()).await.expect("stream");
-    let mut payloads: Vec<serde_json::Value> = stream.into_iter().map(|event| event.payload).collect();
+    let mut payloads: Vec<serde_json::Value> = stream.into_iter().map(|event| event.payload.into_value()).collect();
     let opened = {
         let mut refs: Vec<&mut serde_json::Value> = payloads.iter_mut().collect();
         store.open_personal_data(&ticket_id.to_string(), &mut refs).await.expect("open")

@@ -136,7 +136,7 @@ async fn fifty_commands_on_one_ticket(config: StoreConfig) {
 
     // The log contains exactly the applied commands, each once, at the positions reported.
     let mut stream = store.load_stream(TICKET_STREAM_TYPE, &id).await.expect("stream loads");
-    let mut payloads: Vec<&mut serde_json::Value> = stream.iter_mut().map(|event| &mut event.payload).collect();
+    let mut payloads: Vec<&mut serde_json::Value> = stream.iter_mut().map(|event| &mut *event.payload).collect();
     store.open_personal_data(&id, &mut payloads).await.expect("comments open");
     let sequences: Vec<i64> = stream.iter().map(|event| event.sequence).collect();
     assert_eq!(sequences, (1..=stream.len() as i64).collect::<Vec<_>>(), "sequences have gaps or repeats");

@@ -438,7 +438,7 @@ async fn opened(store: &Store, log: &[StoredEvent]) -> Vec<StoredEvent> {
     let mut opened = Vec::with_capacity(log.len());
     for page in log.chunks(1_000) {
         let ring = {
-            let payloads: Vec<&Value> = page.iter().map(|event| &event.payload).collect();
+            let payloads: Vec<&Value> = page.iter().map(|event| event.payload.value()).collect();
             store.key_ring(&payloads).await.expect("keys are readable")
         };
         for event in page {
@@ -460,8 +460,8 @@ fn streams(log: &[StoredEvent]) -> BTreeMap<String, Vec<EventContent>> {
             event.sequence,
             event.event_type.clone(),
             event.event_version.clone(),
-            event.payload.clone(),
-            event.metadata.clone(),
+            event.payload.value().clone(),
+            event.metadata.value().clone(),
         ));
     }
     for events in streams.values_mut() {

@@ -184,7 +184,7 @@ async fn open_batch(store: &Store, batch: &[AppliedEvent]) -> Result<(), ApiErro
         return Ok(());
     };
     let open_all = || async {
-        let payloads: Vec<&serde_json::Value> = unopened.iter().map(|applied| &applied.event.payload).collect();
+        let payloads: Vec<&serde_json::Value> = unopened.iter().map(|applied| applied.event.payload.value()).collect();
         let ticket_ids: Vec<Uuid> = unopened.iter().map(|applied| applied.ticket_id).collect();
         let ring = access::key_ring(store, &ticket_ids, &payloads).await?;
         for applied in rest {

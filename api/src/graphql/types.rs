@@ -203,7 +203,7 @@ impl EventRecord {
             occurred_at: event.occurred_at,
             recorded_at: event.recorded_at,
             payload: async_graphql::Json(inner_payload(&event.payload)),
-            metadata: async_graphql::Json(event.metadata.clone()),
+            metadata: async_graphql::Json(event.metadata.value().clone()),
             personal_data_erased: false,
         }
     }

@@ -4,7 +4,6 @@ use std::fmt;
 
 use ed25519_dalek::VerifyingKey;
 use opencity_domain::ticket::TICKET_STREAM_TYPE;
-use opencity_domain::TicketEvent;
 use serde::Serialize;
 
 use super::{canonical_event_hash, head_map_digest, Checkpoint, EventHashInput, HeadMap};
@@ -347,7 +346,7 @@ impl LogVerifier {
             ));
             return;
         }
-        match serde_json::from_value::<TicketEvent>(event.payload.clone()) {
+        match event.ticket_event() {
             Ok(decoded) => {
                 let decoded_type = cqrs_es::DomainEvent::event_type(&decoded);
                 if decoded_type != event.event_type {

@@ -324,8 +324,9 @@ pub(crate) fn stored_event(row: &SqliteRow) -> Result<StoredEvent, StoreError> {
         sequence: row.try_get("sequence")?,
         event_type: row.try_get("event_type")?,
         event_version: row.try_get("event_version")?,
-        payload: serde_json::from_str(&stored_payload)?,
-        metadata: serde_json::from_str(&stored_metadata)?,
+        // SQLite's text columns take any text, so the JSON is checked here.
+        payload: serde_json::from_str::<serde_json::Value>(&stored_payload)?.into(),
+        metadata: serde_json::from_str::<serde_json::Value>(&stored_metadata)?.into(),
         occurred_at: parse_timestamp(&occurred_at)?,
         recorded_at: parse_timestamp(&recorded_at)?,
         prev_hash: row.try_get("prev_hash")?,
