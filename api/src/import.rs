@@ -131,7 +131,7 @@ pub async fn write_tickets(
         .buffer_unordered(IMPORT_CONCURRENCY)
         .try_collect()
         .await
-        .map_err(|error| anyhow::anyhow!("пакет импорта прерван: {error}"))?;
+        .map_err(|error| anyhow::anyhow!("пакет импорта прерван внутренней ошибкой: {error}. Запустите импорт снова: уже загруженные записи будут пропущены"))?;
     let results = batch_results.into_iter().flatten();
 
     for (ticket, result) in results {

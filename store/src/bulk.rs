@@ -92,7 +92,8 @@ impl Store {
 
         let mut checkpoints = self.seal_and_append(pending, &heads).await?;
 
-        // Items answered from events stored earlier (a repeated idempotency key) report those.
+        // Items replayed from events stored earlier (a repeated idempotency key) report the
+        // checkpoints of those events.
         let earlier: Vec<(String, i64)> = decided
             .iter()
             .filter_map(|(_, ticket_id, decision)| {
@@ -123,8 +124,8 @@ impl Store {
         chunk: &[TicketGroup],
         services: &TicketServices,
     ) -> Vec<(usize, Result<CommandOutcome, CommandError>)> {
-        // The futures are built before they are streamed: a stream that maps borrowed items in
-        // a closure is not `Send` for a spawned task (rust-lang/rust#89976).
+        // The futures are built before they are streamed, because rustc cannot prove a stream
+        // that maps borrowed items in a closure `Send`, and the import spawns this future.
         let runs: Vec<_> = chunk
             .iter()
             .map(|group| async move {

@@ -107,18 +107,18 @@ impl LazyJson {
         LazyJson { text, value: OnceLock::new() }
     }
 
-    /// The parsed value. Text that is not JSON, which a `json` column cannot hold, reads as
-    /// `null` and is logged.
+    /// Returns the parsed value. Text that is not JSON, which a `json` column cannot hold,
+    /// reads as `null` and is logged.
     pub fn value(&self) -> &serde_json::Value {
         self.value.get_or_init(|| {
             serde_json::from_str(&self.text).unwrap_or_else(|error| {
-                tracing::error!(%error, "a stored JSON text does not parse; it reads as null");
+                tracing::error!(%error, "a stored JSON text is invalid, so it reads as null");
                 serde_json::Value::Null
             })
         })
     }
 
-    /// The parsed value, taken out.
+    /// Takes out the parsed value.
     pub fn into_value(self) -> serde_json::Value {
         self.value();
         self.value.into_inner().unwrap_or_default()
@@ -275,7 +275,7 @@ mod tests {
     }
 
     #[test]
-    fn lazy_json_that_does_not_parse_reads_as_null() {
+    fn lazy_json_invalid_text_is_null() {
         let lazy = LazyJson::from_text("{не json".to_string());
         assert!(lazy.is_null());
         assert_eq!(lazy.into_value(), serde_json::Value::Null);

@@ -370,8 +370,8 @@ impl Store {
             }
         };
 
-        // A key another writer stored at the same moment won over this one (the unique index
-        // keeps one); it is read here, after that writer's commit.
+        // When another writer stored a key for the same subject at the same moment, the unique
+        // index kept that key. It is read here, after that writer's commit.
         let missing: Vec<String> = subjects.iter().filter(|subject| !keys.contains_key(*subject)).cloned().collect();
         if !missing.is_empty() {
             keys.extend(self.select_keys_in_force(&missing).await?);

@@ -280,7 +280,7 @@ pub(crate) async fn append_many(
     Ok(checkpoints)
 }
 
-/// The statement of [`append_many`]: the events from one array per column, so that the
+/// Returns the statement of [`append_many`]: the events from one array per column, so that the
 /// statement text and its parameters are the same for any number of events, and the positions
 /// come back without another query.
 fn append_many_statement() -> String {

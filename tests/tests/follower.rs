@@ -107,7 +107,7 @@ async fn drain(follower: &mut AppliedFollower, count: usize) -> Vec<i64> {
 /// in another order than they took positions.
 async fn project_log(read_model: &ReadModel, store: &Store) -> Vec<i64> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    // Every import here has committed, so a plain count sees all its events.
+    // Every import here has committed, so a plain count includes all its events.
     let stored = usize::try_from(store.count_events().await.expect("events count")).expect("count fits");
     let (positions, end) = loop {
         let mut positions = Vec::new();
