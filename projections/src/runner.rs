@@ -521,8 +521,12 @@ impl ReadModel {
                     *stepping = Some(Prefetched { after: new_checkpoint, events: next });
                 }
                 Ok(Ok(_)) => {}
-                Ok(Err(error)) => tracing::debug!(%error, "reading ahead failed; the next step reads again"),
-                Err(error) => tracing::debug!(%error, "the read-ahead task ended without a batch; the next step reads again"),
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, after = new_checkpoint.position, "reading ahead failed, so the next step reads again");
+                }
+                Err(error) => {
+                    tracing::debug!(%error, after = new_checkpoint.position, "the read-ahead task failed, so the next step reads again");
+                }
             }
         }
 

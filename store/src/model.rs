@@ -91,12 +91,12 @@ impl StoredEvent {
     }
 }
 
-/// A JSON value of a stored event, parsed on first use. Projections decode events from the
-/// stored text, so a catch-up never parses most payloads into a [`Value`](serde_json::Value);
-/// subscriptions and the API parse those they show. It reads as a `Value` through `Deref`.
+/// A JSON value of a stored event, parsed on first use and read as a
+/// [`Value`](serde_json::Value) through `Deref`. Projections decode events from the stored text,
+/// so only subscriptions and the API parse the values they show.
 #[derive(Clone, Default)]
 pub struct LazyJson {
-    /// The JSON text; empty when the value was given already parsed.
+    /// The JSON text, empty when the value was given parsed or was edited.
     text: String,
     value: OnceLock<serde_json::Value>,
 }

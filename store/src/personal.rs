@@ -285,8 +285,8 @@ fn ring_from_rows(rows: Vec<KeyRow>) -> Result<KeyRing, StoreError> {
 /// Stores a new key for each subject without a key in force and returns every key in force of
 /// the subjects: `$1` subjects, `$2` new key ids, `$3` new keys in hex, `$4` the creation time.
 /// The final query does not see the rows the `WITH` inserts, so each subject comes once: from
-/// the insert or from the keys stored before. A key another writer stores after this statement
-/// began makes the insert skip its subject without the query seeing it; the caller reads it then.
+/// the insert or from the keys stored before. A key that another writer stores after this
+/// statement began makes the insert skip its subject unseen, so the caller reads it afterwards.
 const KEYS_IN_FORCE_OR_NEW: &str = "WITH wanted AS (
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS wanted(subject, key_id, key_hex)
     ), inserted AS (

@@ -249,10 +249,7 @@ pub(crate) async fn append_many(
     heads: &HashMap<String, String>,
 ) -> Result<HashMap<(String, i64), LogCheckpoint>, PersistenceError> {
     let chained = chain_events(events, |_, stream_id| heads.get(stream_id).cloned().unwrap_or_default())?;
-    let mut columns = EventColumns::with_capacity(chained.len());
-    for event in &chained {
-        columns.push(event);
-    }
+    let columns = EventColumns::from_events(&chained);
     let rows = sqlx::query(&append_many_statement())
         .bind(columns.stream_types)
         .bind(columns.stream_ids)
@@ -268,21 +265,23 @@ pub(crate) async fn append_many(
         .fetch_all(pool)
         .await
         .map_err(append_error)?;
+    checkpoints_by_event(&rows).map_err(append_error)
+}
+
+/// Reads rows with `aggregate_id`, `sequence`, `tx` and `global_position` into the checkpoint of
+/// each event by (stream id, sequence).
+fn checkpoints_by_event(rows: &[PgRow]) -> Result<HashMap<(String, i64), LogCheckpoint>, sqlx::Error> {
     let mut checkpoints = HashMap::with_capacity(rows.len());
     for row in rows {
-        let key = (row.try_get("aggregate_id").map_err(append_error)?, row.try_get("sequence").map_err(append_error)?);
-        let checkpoint = LogCheckpoint {
-            tx: row.try_get("tx").map_err(append_error)?,
-            position: row.try_get("global_position").map_err(append_error)?,
-        };
+        let key = (row.try_get("aggregate_id")?, row.try_get("sequence")?);
+        let checkpoint = LogCheckpoint { tx: row.try_get("tx")?, position: row.try_get("global_position")? };
         checkpoints.insert(key, checkpoint);
     }
     Ok(checkpoints)
 }
 
-/// Returns the statement of [`append_many`]: the events from one array per column, so that the
-/// statement text and its parameters are the same for any number of events, and the positions
-/// come back without another query.
+/// Returns the statement of [`append_many`], which takes one array per column, so its text is the
+/// same for any number of events, and returns the positions.
 fn append_many_statement() -> String {
     format!(
         "INSERT INTO events ({APPEND_COLUMNS})
@@ -297,6 +296,7 @@ fn append_many_statement() -> String {
 }
 
 /// Chained events as one array per column, for [`append_many_statement`].
+#[derive(Default)]
 struct EventColumns<'a> {
     stream_types: Vec<&'a str>,
     stream_ids: Vec<&'a str>,
@@ -312,20 +312,12 @@ struct EventColumns<'a> {
 }
 
 impl<'a> EventColumns<'a> {
-    fn with_capacity(rows: usize) -> EventColumns<'a> {
-        EventColumns {
-            stream_types: Vec::with_capacity(rows),
-            stream_ids: Vec::with_capacity(rows),
-            sequences: Vec::with_capacity(rows),
-            event_types: Vec::with_capacity(rows),
-            event_versions: Vec::with_capacity(rows),
-            payloads: Vec::with_capacity(rows),
-            metadata: Vec::with_capacity(rows),
-            occurred_at: Vec::with_capacity(rows),
-            recorded_at: Vec::with_capacity(rows),
-            prev_hashes: Vec::with_capacity(rows),
-            hashes: Vec::with_capacity(rows),
+    fn from_events(events: &'a [ChainedEvent<'a>]) -> EventColumns<'a> {
+        let mut columns = EventColumns::default();
+        for event in events {
+            columns.push(event);
         }
+        columns
     }
 
     fn push(&mut self, event: &'a ChainedEvent<'a>) {
@@ -614,17 +606,7 @@ pub(crate) async fn checkpoints_at(
     .bind(sequences)
     .fetch_all(pool)
     .await?;
-
-    let mut checkpoints = HashMap::with_capacity(rows.len());
-    for row in rows {
-        let key = (row.try_get("aggregate_id")?, row.try_get("sequence")?);
-        let checkpoint = LogCheckpoint {
-            tx: row.try_get("tx")?,
-            position: row.try_get("global_position")?,
-        };
-        checkpoints.insert(key, checkpoint);
-    }
-    Ok(checkpoints)
+    Ok(checkpoints_by_event(&rows)?)
 }
 
 pub(crate) fn stored_event(row: &PgRow) -> Result<StoredEvent, StoreError> {

@@ -103,8 +103,8 @@ pub fn format_timestamp(at: DateTime<Utc>) -> String {
     at.format_with_items(TIMESTAMP_FORMAT.iter()).to_string()
 }
 
-/// The format of [`format_timestamp`], parsed once: every hash formats two timestamps, and
-/// parsing the format string each time was a visible part of a bulk import's profile.
+/// The format of [`format_timestamp`], parsed once because every event hash formats two
+/// timestamps.
 static TIMESTAMP_FORMAT: LazyLock<Vec<Item<'static>>> =
     LazyLock::new(|| StrftimeItems::new("%Y-%m-%dT%H:%M:%S%.6fZ").collect());
 
