@@ -93,7 +93,8 @@ pub async fn rebuild(
     let mut written = 0u64;
     for chunk in rows.chunks(WRITE_BATCH) {
         let table_rows = TableRows::new(chunk.iter().copied(), &[])?;
-        let mut transaction = store.begin_write().await?;
+        // The swap below commits synchronously, which flushes these commits too.
+        let mut transaction = store.begin_derived_write(None).await?;
         table_rows.write(&mut transaction, "ticket_views_next", "reference_entities_next").await?;
         transaction.commit().await?;
         written += chunk.len() as u64;

@@ -29,6 +29,7 @@ use sqlx::postgres::PgListener;
 use sqlx::{Connection, PgConnection};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, watch, Mutex, RwLock};
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::fold::TicketView;
@@ -231,6 +232,8 @@ pub enum ProjectionError {
     CorruptView { ticket_id: String, source: serde_json::Error },
     #[error("event at position {position} cannot be read: {source}")]
     UnreadableEvent { position: i64, source: serde_json::Error },
+    #[error("the task committing a batch of views failed: {0}")]
+    CommitTask(String),
 }
 
 /// The ticket read model: durable tables plus their in-memory mirror.
@@ -249,9 +252,32 @@ pub struct ReadModel {
     flush_pending: AtomicBool,
     /// Generation of the tables the memory was loaded from.
     generation: AtomicI64,
-    /// Serializes batches between the run loop, `catch_up` and reloads. Contains the batch read
-    /// ahead during the last fold and commit.
-    stepping: Mutex<Option<Prefetched>>,
+    /// Serializes batches between the run loop, `catch_up` and reloads, and carries the batch
+    /// read ahead and the commit in flight from one step to the next.
+    stepping: Mutex<Stepping>,
+}
+
+/// What one step leaves to the next.
+#[derive(Default)]
+struct Stepping {
+    prefetched: Option<Prefetched>,
+    in_flight: Option<InFlight>,
+}
+
+/// A folded batch whose commit runs on a task of its own. It is published once the commit
+/// has ended.
+struct InFlight {
+    commit: JoinHandle<Result<CommitOutcome, ProjectionError>>,
+    batch: FoldedBatch,
+    checkpoint: LogCheckpoint,
+}
+
+/// What [`ReadModel::settle`] did.
+#[derive(Debug, PartialEq, Eq)]
+enum Settled {
+    Nothing,
+    Published,
+    Reloaded,
 }
 
 /// Events read ahead: the log after `after`.
@@ -297,7 +323,7 @@ impl ReadModel {
             leader: watch::channel(true).0,
             flush_pending: AtomicBool::new(false),
             generation: AtomicI64::new(loaded.generation),
-            stepping: Mutex::new(None),
+            stepping: Mutex::new(Stepping::default()),
         }))
     }
 
@@ -466,59 +492,97 @@ impl ReadModel {
 
     /// Reads one batch after the checkpoint, commits it when this process writes the tables,
     /// then updates memory and subscribers.
+    ///
+    /// Behind the log, steps overlap: a full batch's commit runs on a task of its own while the
+    /// next step reads ahead and folds the next batch on top of it, and that step publishes it
+    /// once it has committed. A step that finds the log's end publishes every batch before it
+    /// returns, so when [`catch_up`](Self::catch_up) returns, memory holds the whole log.
     async fn step(&self) -> Result<usize, ProjectionError> {
         let mut stepping = self.stepping.lock().await;
-        // A rebuild may have swapped the tables while the log was idle.
-        if load_generation(self.store.pool()).await? != self.generation() {
+        let stepping = &mut *stepping;
+        // A rebuild may have swapped the tables while the log was idle. A commit in flight
+        // finds out by itself.
+        if stepping.in_flight.is_none() && load_generation(self.store.pool()).await? != self.generation() {
             self.reload().await?;
         }
         if self.is_leader() && self.flush_pending.load(Ordering::SeqCst) {
+            if self.settle(stepping).await? == Settled::Reloaded {
+                return Ok(0);
+            }
             self.flush().await?;
             self.flush_pending.store(false, Ordering::SeqCst);
         }
 
-        let after = self.checkpoint();
-        // A batch read during the previous commit is the log after that checkpoint: the read is
+        let after = stepping.in_flight.as_ref().map_or_else(|| self.checkpoint(), |in_flight| in_flight.checkpoint);
+        // A batch read during the previous step is the log after that checkpoint: the read is
         // gap-safe, so a later read could only be longer, never different.
-        let events = match stepping.take() {
+        let events = match stepping.prefetched.take() {
             Some(prefetched) if prefetched.after == after => prefetched.events,
-            _ => self.store.read_log(after, BATCH_SIZE).await?,
+            _ => match self.store.read_log(after, BATCH_SIZE).await {
+                Ok(events) => events,
+                Err(error) => {
+                    self.settle(stepping).await?;
+                    return Err(error.into());
+                }
+            },
         };
         let Some(last) = events.last() else {
+            self.settle(stepping).await?;
             return Ok(0);
         };
         let new_checkpoint = last.checkpoint();
         let read = events.len();
-        // Behind the log: the next batch is read and decoded on another task while this one is
-        // folded and committed.
-        let read_ahead = (read == BATCH_SIZE).then(|| {
+        let behind = read == BATCH_SIZE;
+        // Behind the log: the next batch is read and decoded on another task meanwhile.
+        let read_ahead = behind.then(|| {
             let store = self.store.clone();
             tokio::spawn(async move { store.read_log(new_checkpoint, BATCH_SIZE).await })
         });
-        let batch = {
+        let folded = {
             let views = self.views.read().await;
             let reference = self.reference.read().await;
-            fold_batch(&views, &reference, events)?
+            let in_flight = stepping.in_flight.as_ref().map(|in_flight| &in_flight.batch);
+            fold_batch(&views, &reference, in_flight, events)
+        };
+        let batch = match folded {
+            Ok(batch) => batch,
+            Err(error) => {
+                self.settle(stepping).await?;
+                return Err(error);
+            }
         };
 
+        let mut committing = None;
         if self.is_leader() {
-            let outcome = commit_batch(
-                &self.store,
-                &batch.changed,
-                &batch.changed_reference,
-                new_checkpoint,
-                self.generation(),
-            )
-            .await?;
-            if let CommitOutcome::GenerationChanged = outcome {
-                self.reload().await?;
-                return Ok(0);
+            let rows = match TableRows::new(batch.changed.values(), &batch.changed_reference) {
+                Ok(rows) => rows,
+                Err(error) => {
+                    self.settle(stepping).await?;
+                    return Err(error);
+                }
+            };
+            // The batch was folded on top of the one in flight, so it commits only after it.
+            let previous = self.finish_commit(stepping).await?;
+            match previous {
+                Some((_, CommitOutcome::GenerationChanged)) => {
+                    self.reload().await?;
+                    return Ok(0);
+                }
+                Some((earlier, _)) => {
+                    committing = Some(self.start_commit(rows, new_checkpoint));
+                    self.publish(earlier.batch, earlier.checkpoint, LogCheckpoint::START).await;
+                }
+                None => committing = Some(self.start_commit(rows, new_checkpoint)),
             }
+        } else {
+            // This process lost the lease with a commit in flight.
+            self.settle(stepping).await?;
         }
+
         if let Some(read_ahead) = read_ahead {
             match read_ahead.await {
                 Ok(Ok(next)) if !next.is_empty() => {
-                    *stepping = Some(Prefetched { after: new_checkpoint, events: next });
+                    stepping.prefetched = Some(Prefetched { after: new_checkpoint, events: next });
                 }
                 Ok(Ok(_)) => {}
                 Ok(Err(error)) => {
@@ -530,8 +594,48 @@ impl ReadModel {
             }
         }
 
-        self.publish(batch, new_checkpoint, LogCheckpoint::START).await;
+        match committing {
+            Some(commit) => {
+                stepping.in_flight = Some(InFlight { commit, batch, checkpoint: new_checkpoint });
+                if !behind || stepping.prefetched.is_none() {
+                    self.settle(stepping).await?;
+                }
+            }
+            None => self.publish(batch, new_checkpoint, LogCheckpoint::START).await,
+        }
         Ok(read)
+    }
+
+    /// Starts committing `rows` with `checkpoint` on a task of its own.
+    fn start_commit(&self, rows: TableRows, checkpoint: LogCheckpoint) -> JoinHandle<Result<CommitOutcome, ProjectionError>> {
+        let store = self.store.clone();
+        let generation = self.generation();
+        tokio::spawn(async move { commit_rows(&store, &rows, checkpoint, generation).await })
+    }
+
+    /// Waits for the commit in flight, if any, and returns it with its outcome, unpublished.
+    async fn finish_commit(&self, stepping: &mut Stepping) -> Result<Option<(InFlight, CommitOutcome)>, ProjectionError> {
+        let Some(mut in_flight) = stepping.in_flight.take() else {
+            return Ok(None);
+        };
+        let outcome = (&mut in_flight.commit).await.map_err(|error| ProjectionError::CommitTask(error.to_string()))??;
+        Ok(Some((in_flight, outcome)))
+    }
+
+    /// Waits for the commit in flight, if any, and publishes its batch, or reloads memory when
+    /// the tables were replaced meanwhile.
+    async fn settle(&self, stepping: &mut Stepping) -> Result<Settled, ProjectionError> {
+        match self.finish_commit(stepping).await? {
+            None => Ok(Settled::Nothing),
+            Some((_, CommitOutcome::GenerationChanged)) => {
+                self.reload().await?;
+                Ok(Settled::Reloaded)
+            }
+            Some((in_flight, _)) => {
+                self.publish(in_flight.batch, in_flight.checkpoint, LogCheckpoint::START).await;
+                Ok(Settled::Published)
+            }
+        }
     }
 
     /// Puts a folded batch into memory, moves the checkpoint and sends every event after
@@ -725,9 +829,10 @@ impl Lease {
 fn fold_batch(
     views: &BTreeMap<Uuid, TicketView>,
     reference: &ReferenceIndex,
+    in_flight: Option<&FoldedBatch>,
     events: Vec<StoredEvent>,
 ) -> Result<FoldedBatch, ProjectionError> {
-    let (changed, changed_reference) = fold_events(views, reference, &events)?;
+    let (changed, changed_reference) = fold_events(views, reference, in_flight, &events)?;
     let decoded = events
         .into_iter()
         .filter_map(|event| Some((ticket_stream_id(&event)?, event)))
@@ -736,10 +841,11 @@ fn fold_batch(
 }
 
 /// Returns the views and reference entities that `events` change on top of `views` and
-/// `reference`.
+/// `reference`, and of the batch `in_flight` when one is folded but not yet in memory.
 fn fold_events(
     views: &BTreeMap<Uuid, TicketView>,
     reference: &ReferenceIndex,
+    in_flight: Option<&FoldedBatch>,
     events: &[StoredEvent],
 ) -> Result<(BTreeMap<Uuid, TicketView>, Vec<ReferenceEntity>), ProjectionError> {
     let mut changed: BTreeMap<Uuid, TicketView> = BTreeMap::new();
@@ -754,7 +860,9 @@ fn fold_events(
         })?;
 
         if let Some(entity) = ReferenceEntity::from_event(&event) {
-            if !reference.contains(&entity) {
+            let known = reference.contains(&entity)
+                || in_flight.is_some_and(|batch| batch.changed_reference.contains(&entity));
+            if !known {
                 let (kind, id) = entity.key();
                 changed_reference.insert((kind, id.to_string()), entity);
             }
@@ -762,7 +870,9 @@ fn fold_events(
 
         if let Some(view) = changed.get_mut(&ticket_id) {
             view.apply(&event, stored.position);
-        } else if let Some(view) = views.get(&ticket_id) {
+        } else if let Some(view) =
+            in_flight.and_then(|batch| batch.changed.get(&ticket_id)).or_else(|| views.get(&ticket_id))
+        {
             let mut view = view.clone();
             view.apply(&event, stored.position);
             changed.insert(ticket_id, view);
@@ -781,7 +891,7 @@ pub(crate) fn fold_into_maps(
     reference: &mut ReferenceIndex,
     events: &[StoredEvent],
 ) -> Result<(), ProjectionError> {
-    let (changed, changed_reference) = fold_events(views, reference, events)?;
+    let (changed, changed_reference) = fold_events(views, reference, None, events)?;
     views.extend(changed);
     for entity in changed_reference {
         reference.insert(entity);
@@ -989,62 +1099,87 @@ impl TableRows {
         Ok(rows)
     }
 
-    /// Upserts the rows into `views_table` and `reference_table` inside `transaction`, with
-    /// up to [`ROWS_PER_STATEMENT`] rows per statement, so that a catch-up makes one round trip
-    /// per 500 changed views instead of one per view.
+    /// Upserts the rows into `views_table` and `reference_table` inside `transaction`. On
+    /// PostgreSQL each table takes one statement with one array per column, whose text is the
+    /// same for any number of rows, so it is prepared once per connection. On SQLite a
+    /// multi-row upsert takes up to [`ROWS_PER_STATEMENT`] rows.
     pub(crate) async fn write(
         &self,
         transaction: &mut WriteTransaction,
         views_table: &str,
         reference_table: &str,
     ) -> Result<(), sqlx::Error> {
-        for chunk in self.views.chunks(ROWS_PER_STATEMENT) {
-            let upsert_view = format!(
-                "INSERT INTO {views_table} (id, external_id, last_position, payload) VALUES {}
-                 ON CONFLICT (id) DO UPDATE SET external_id = excluded.external_id,
-                     last_position = excluded.last_position, payload = excluded.payload",
-                numbered_rows(chunk.len(), 4)
-            );
-            macro_rules! write_views {
-                ($tx:expr) => {{
-                    let mut query = sqlx::query(&upsert_view);
+        const UPDATE_VIEW: &str = "ON CONFLICT (id) DO UPDATE SET external_id = excluded.external_id,
+             last_position = excluded.last_position, payload = excluded.payload";
+        const UPDATE_REFERENCE: &str = "ON CONFLICT (kind, id) DO UPDATE SET payload = excluded.payload";
+        match transaction {
+            WriteTransaction::Postgres(tx) => {
+                if !self.views.is_empty() {
+                    let (mut ids, mut external_ids, mut positions, mut payloads) =
+                        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                    for (id, external_id, position, payload) in &self.views {
+                        ids.push(id.as_str());
+                        external_ids.push(external_id.as_deref());
+                        positions.push(*position);
+                        payloads.push(payload.as_str());
+                    }
+                    sqlx::query(&format!(
+                        "INSERT INTO {views_table} (id, external_id, last_position, payload)
+                         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) {UPDATE_VIEW}"
+                    ))
+                    .bind(ids)
+                    .bind(external_ids)
+                    .bind(positions)
+                    .bind(payloads)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                if !self.reference.is_empty() {
+                    let kinds: Vec<&str> = self.reference.iter().map(|(kind, _, _)| *kind).collect();
+                    let ids: Vec<&str> = self.reference.iter().map(|(_, id, _)| id.as_str()).collect();
+                    let payloads: Vec<&str> = self.reference.iter().map(|(_, _, payload)| payload.as_str()).collect();
+                    sqlx::query(&format!(
+                        "INSERT INTO {reference_table} (kind, id, payload)
+                         SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) {UPDATE_REFERENCE}"
+                    ))
+                    .bind(kinds)
+                    .bind(ids)
+                    .bind(payloads)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+            }
+            WriteTransaction::Sqlite(write) => {
+                for chunk in self.views.chunks(ROWS_PER_STATEMENT) {
+                    let upsert = format!(
+                        "INSERT INTO {views_table} (id, external_id, last_position, payload) VALUES {} {UPDATE_VIEW}",
+                        numbered_rows(chunk.len(), 4)
+                    );
+                    let mut query = sqlx::query(&upsert);
                     for (id, external_id, last_position, payload) in chunk {
                         query = query.bind(id).bind(external_id).bind(last_position).bind(payload);
                     }
-                    query.execute(&mut *$tx).await?;
-                }};
-            }
-            match &mut *transaction {
-                WriteTransaction::Postgres(tx) => write_views!(*tx),
-                WriteTransaction::Sqlite(write) => write_views!(write.transaction),
-            }
-        }
-        for chunk in self.reference.chunks(ROWS_PER_STATEMENT) {
-            let upsert_reference = format!(
-                "INSERT INTO {reference_table} (kind, id, payload) VALUES {}
-                 ON CONFLICT (kind, id) DO UPDATE SET payload = excluded.payload",
-                numbered_rows(chunk.len(), 3)
-            );
-            macro_rules! write_reference {
-                ($tx:expr) => {{
-                    let mut query = sqlx::query(&upsert_reference);
+                    query.execute(&mut *write.transaction).await?;
+                }
+                for chunk in self.reference.chunks(ROWS_PER_STATEMENT) {
+                    let upsert = format!(
+                        "INSERT INTO {reference_table} (kind, id, payload) VALUES {} {UPDATE_REFERENCE}",
+                        numbered_rows(chunk.len(), 3)
+                    );
+                    let mut query = sqlx::query(&upsert);
                     for (kind, id, payload) in chunk {
                         query = query.bind(kind).bind(id).bind(payload);
                     }
-                    query.execute(&mut *$tx).await?;
-                }};
-            }
-            match &mut *transaction {
-                WriteTransaction::Postgres(tx) => write_reference!(*tx),
-                WriteTransaction::Sqlite(write) => write_reference!(write.transaction),
+                    query.execute(&mut *write.transaction).await?;
+                }
             }
         }
         Ok(())
     }
 }
 
-/// Rows of one multi-row upsert. 500 rows of 4 values stay far below the parameter limits of
-/// both databases (65,535 on PostgreSQL, 32,766 on SQLite).
+/// Rows of one multi-row upsert on SQLite. 500 rows of 4 values stay far below its limit of
+/// 32,766 parameters.
 const ROWS_PER_STATEMENT: usize = 500;
 
 /// Returns `rows` groups of `columns` numbered placeholders: `($1, $2), ($3, $4)`. Both
@@ -1059,12 +1194,7 @@ fn numbered_rows(rows: usize, columns: usize) -> String {
         .join(", ")
 }
 
-/// Writes the changed views and the checkpoint in one transaction, unless the stored
-/// checkpoint is already at or past `checkpoint` or the tables are no longer of `generation`.
-/// On SQLite the store's write transaction takes the write lock first, so it waits for command
-/// appends instead of failing with SQLITE_BUSY. On PostgreSQL the checkpoint row is locked, so
-/// two writers take turns, and a table swap (which takes [`TABLES_KEY`] exclusively) waits for
-/// the commit or the commit for the swap.
+/// Writes the changed views and the checkpoint in one transaction; see [`commit_rows`].
 async fn commit_batch(
     store: &Store,
     changed: &BTreeMap<Uuid, TicketView>,
@@ -1073,31 +1203,41 @@ async fn commit_batch(
     generation: i64,
 ) -> Result<CommitOutcome, ProjectionError> {
     let rows = TableRows::new(changed.values(), changed_reference)?;
+    commit_rows(store, &rows, checkpoint, generation).await
+}
 
-    const SELECT_GENERATION: &str = "SELECT generation FROM read_model_generations WHERE name = $1";
+/// Writes serialized views and the checkpoint in one transaction, unless the stored
+/// checkpoint is already at or past `checkpoint` or the tables are no longer of `generation`.
+/// On SQLite the store's write transaction takes the write lock first, so it waits for command
+/// appends instead of failing with SQLITE_BUSY. On PostgreSQL the checkpoint row is locked, so
+/// two writers take turns, and a table swap (which takes [`TABLES_KEY`] exclusively) waits for
+/// the commit or the commit for the swap.
+async fn commit_rows(
+    store: &Store,
+    rows: &TableRows,
+    checkpoint: LogCheckpoint,
+    generation: i64,
+) -> Result<CommitOutcome, ProjectionError> {
+    // One row: the checkpoint, locked on PostgreSQL, and the generation of the tables. Both
+    // rows exist from the creation of the tables on.
+    const SELECT_STATE: &str = "SELECT c.tx, c.position,
+            (SELECT generation FROM read_model_generations WHERE name = $1) AS generation
+       FROM projection_checkpoints c WHERE c.name = $1";
     macro_rules! stored_state {
-        ($tx:expr, $select_checkpoint:expr) => {{
-            let stored_generation: Option<i64> = sqlx::query_scalar(SELECT_GENERATION)
-                .bind(TICKET_VIEWS)
-                .fetch_optional(&mut *$tx)
-                .await?;
-            let stored: Option<(i64, i64)> = sqlx::query_as($select_checkpoint)
-                .bind(TICKET_VIEWS)
-                .fetch_optional(&mut *$tx)
-                .await?;
-            let stored = stored.map(|(tx, position)| LogCheckpoint { tx, position }).unwrap_or_default();
-            (stored_generation.unwrap_or(1), stored)
+        ($tx:expr, $select:expr) => {{
+            let stored: Option<(i64, i64, Option<i64>)> =
+                sqlx::query_as($select).bind(TICKET_VIEWS).fetch_optional(&mut *$tx).await?;
+            match stored {
+                Some((tx, position, generation)) => (generation.unwrap_or(1), LogCheckpoint { tx, position }),
+                None => (1, LogCheckpoint::default()),
+            }
         }};
     }
-    let mut transaction = store.begin_write().await?;
+    // The lock is shared with other commits and taken before the generation is read.
+    let mut transaction = store.begin_derived_write(Some(TABLES_KEY)).await?;
     let (stored_generation, stored_checkpoint) = match &mut transaction {
-        WriteTransaction::Postgres(tx) => {
-            sqlx::query("SELECT pg_advisory_xact_lock_shared($1)").bind(TABLES_KEY).execute(&mut **tx).await?;
-            stored_state!(*tx, "SELECT tx, position FROM projection_checkpoints WHERE name = $1 FOR UPDATE")
-        }
-        WriteTransaction::Sqlite(write) => {
-            stored_state!(write.transaction, "SELECT tx, position FROM projection_checkpoints WHERE name = $1")
-        }
+        WriteTransaction::Postgres(tx) => stored_state!(*tx, &format!("{SELECT_STATE} FOR UPDATE OF c")),
+        WriteTransaction::Sqlite(write) => stored_state!(write.transaction, SELECT_STATE),
     };
     // Returning drops the transaction, which rolls it back.
     if stored_generation != generation {

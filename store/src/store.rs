@@ -174,6 +174,26 @@ impl Store {
         Ok(transaction)
     }
 
+    /// Starts a write transaction for tables derived from the log, such as read models that
+    /// store their checkpoint with their rows. On PostgreSQL its commit does not wait for the
+    /// write-ahead log to reach the disk. A crash of the database may then lose the latest such
+    /// commits, each one whole, and the reader folds the log again from the stored checkpoint.
+    /// With `shared_lock`, the transaction also holds that advisory lock in shared mode. Both
+    /// settings go with `BEGIN` in one round trip. On SQLite it is
+    /// [`begin_write`](Store::begin_write).
+    pub async fn begin_derived_write(&self, shared_lock: Option<i64>) -> Result<WriteTransaction, StoreError> {
+        let transaction = match self.backend.as_ref() {
+            Backend::Postgres { pool, .. } => {
+                let lock = shared_lock
+                    .map(|key| format!("; SELECT pg_advisory_xact_lock_shared({key})"))
+                    .unwrap_or_default();
+                WriteTransaction::Postgres(pool.begin_with(format!("BEGIN; SET LOCAL synchronous_commit = off{lock}")).await?)
+            }
+            Backend::Sqlite { database, .. } => WriteTransaction::Sqlite(database.begin_write().await?),
+        };
+        Ok(transaction)
+    }
+
     /// Returns the events of one stream, ordered by sequence.
     pub async fn load_stream(
         &self,
