@@ -69,6 +69,137 @@ pub struct StateChange {
     pub state: TicketState,
 }
 
+/// The stored form of a view's timeline. The first change contains every field of its state,
+/// and each later change only `from` and the fields that differ from the change before it. A
+/// field that changed to nothing is written as `null`, and a field left out did not change.
+/// Most events change one or two fields, so this form is a fraction of whole states, which
+/// matters because every commit of a view writes its timeline again.
+///
+/// Views stored before this form contain the whole state of each change under `state`. They
+/// are read as well, and written in this form the next time they change.
+pub(crate) mod stored_timeline {
+    use chrono::{DateTime, Utc};
+    use opencity_domain::values::Priority;
+    use opencity_domain::TicketStatus;
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{StateChange, TicketState};
+
+    #[derive(Serialize)]
+    struct StoredChange<'a> {
+        from: &'a DateTime<Utc>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        status: Option<&'a TicketStatus>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        accepted: Option<&'a bool>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        response_deadline: Option<&'a Option<DateTime<Utc>>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        resolution_deadline: Option<&'a DateTime<Utc>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        organization_id: Option<&'a Option<String>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        contractor_id: Option<&'a Option<String>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        category: Option<&'a String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        priority: Option<&'a Priority>,
+    }
+
+    /// A stored change in either form. For the fields that may be `null`, the outer `None`
+    /// means "left out" and `Some(None)` means "changed to nothing".
+    #[derive(Deserialize)]
+    struct ReadChange {
+        from: DateTime<Utc>,
+        #[serde(default)]
+        state: Option<TicketState>,
+        #[serde(default)]
+        status: Option<TicketStatus>,
+        #[serde(default)]
+        accepted: Option<bool>,
+        #[serde(default, deserialize_with = "present")]
+        response_deadline: Option<Option<DateTime<Utc>>>,
+        #[serde(default)]
+        resolution_deadline: Option<DateTime<Utc>>,
+        #[serde(default, deserialize_with = "present")]
+        organization_id: Option<Option<String>>,
+        #[serde(default, deserialize_with = "present")]
+        contractor_id: Option<Option<String>>,
+        #[serde(default)]
+        category: Option<String>,
+        #[serde(default)]
+        priority: Option<Priority>,
+    }
+
+    /// Reads a field that is present, `null` included.
+    fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(deserializer).map(Some)
+    }
+
+    /// Returns `value` unless it equals the field of the change before.
+    fn changed<'a, T: PartialEq>(value: &'a T, before: Option<&T>) -> Option<&'a T> {
+        (before != Some(value)).then_some(value)
+    }
+
+    pub fn serialize<S: Serializer>(timeline: &[StateChange], serializer: S) -> Result<S::Ok, S::Error> {
+        let before = std::iter::once(None).chain(timeline.iter().map(|change| Some(&change.state)));
+        serializer.collect_seq(timeline.iter().zip(before).map(|(change, before)| {
+            let state = &change.state;
+            StoredChange {
+                from: &change.from,
+                status: changed(&state.status, before.map(|before| &before.status)),
+                accepted: changed(&state.accepted, before.map(|before| &before.accepted)),
+                response_deadline: changed(&state.response_deadline, before.map(|before| &before.response_deadline)),
+                resolution_deadline: changed(&state.resolution_deadline, before.map(|before| &before.resolution_deadline)),
+                organization_id: changed(&state.organization_id, before.map(|before| &before.organization_id)),
+                contractor_id: changed(&state.contractor_id, before.map(|before| &before.contractor_id)),
+                category: changed(&state.category, before.map(|before| &before.category)),
+                priority: changed(&state.priority, before.map(|before| &before.priority)),
+            }
+        }))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<StateChange>, D::Error> {
+        let stored = Vec::<ReadChange>::deserialize(deserializer)?;
+        let mut timeline: Vec<StateChange> = Vec::with_capacity(stored.len());
+        for (index, change) in stored.into_iter().enumerate() {
+            let state = match change.state {
+                Some(state) => state,
+                None => {
+                    let before = timeline.last().map(|change| &change.state);
+                    macro_rules! field {
+                        ($name:ident) => {
+                            match (change.$name, before) {
+                                (Some(value), _) => value,
+                                (None, Some(before)) => before.$name.clone(),
+                                (None, None) => {
+                                    return Err(D::Error::custom(format!(
+                                        "timeline change {index} is missing the field `{}`, and no change precedes it",
+                                        stringify!($name)
+                                    )))
+                                }
+                            }
+                        };
+                    }
+                    TicketState {
+                        status: field!(status),
+                        accepted: field!(accepted),
+                        response_deadline: field!(response_deadline),
+                        resolution_deadline: field!(resolution_deadline),
+                        organization_id: field!(organization_id),
+                        contractor_id: field!(contractor_id),
+                        category: field!(category),
+                        priority: field!(priority),
+                    }
+                }
+            };
+            timeline.push(StateChange { from: change.from, state });
+        }
+        Ok(timeline)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,5 +297,77 @@ mod tests {
         assert!(!ticket.is_overdue_at(time(1)));
         assert!(ticket.is_overdue_at(time(3)));
         assert!(ticket.is_overdue_at(time(11)));
+    }
+
+    /// A timeline as a field of a stored view.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Stored {
+        #[serde(with = "super::stored_timeline")]
+        timeline: Vec<StateChange>,
+    }
+
+    fn change(hour: u32, state: TicketState) -> StateChange {
+        StateChange { from: time(hour), state }
+    }
+
+    #[test]
+    fn stored_timeline_round_trip() {
+        let first = state(TicketStatus::New);
+        let routed = TicketState {
+            status: TicketStatus::Routed,
+            organization_id: Some("org-1".to_string()),
+            ..first.clone()
+        };
+        // Every field changes once, the nullable ones back to nothing.
+        let everything = TicketState {
+            status: TicketStatus::Accepted,
+            accepted: true,
+            response_deadline: None,
+            resolution_deadline: time(12),
+            organization_id: None,
+            contractor_id: Some("c-1".to_string()),
+            category: "heating".to_string(),
+            priority: Priority::Routine,
+        };
+        let timeline = Stored { timeline: vec![change(1, first), change(2, routed), change(3, everything)] };
+
+        let json = serde_json::to_value(&timeline).unwrap();
+
+        assert_eq!(
+            json["timeline"][1],
+            serde_json::json!({"from": "2024-03-01T02:00:00Z", "status": "routed", "organization_id": "org-1"})
+        );
+        assert_eq!(json["timeline"][0].as_object().unwrap().len(), 9, "the first change holds every field");
+        assert_eq!(json["timeline"][2]["organization_id"], serde_json::Value::Null);
+        assert_eq!(json["timeline"][2].as_object().unwrap().len(), 9, "every field changed");
+        assert_eq!(serde_json::from_value::<Stored>(json).unwrap(), timeline);
+    }
+
+    #[test]
+    fn stored_timeline_reads_whole_states() {
+        let routed = TicketState {
+            status: TicketStatus::Routed,
+            organization_id: Some("org-1".to_string()),
+            ..state(TicketStatus::New)
+        };
+        let earlier = serde_json::json!({"timeline": [
+            {"from": "2024-03-01T01:00:00Z", "state": serde_json::to_value(state(TicketStatus::New)).unwrap()},
+            {"from": "2024-03-01T02:00:00Z", "state": serde_json::to_value(&routed).unwrap()},
+            {"from": "2024-03-01T03:00:00Z", "status": "accepted", "accepted": true},
+        ]});
+
+        let read: Stored = serde_json::from_value(earlier).unwrap();
+
+        let accepted = TicketState { status: TicketStatus::Accepted, accepted: true, ..routed.clone() };
+        assert_eq!(read.timeline, vec![change(1, state(TicketStatus::New)), change(2, routed), change(3, accepted)]);
+    }
+
+    #[test]
+    fn stored_timeline_incomplete_first_change() {
+        let stored = serde_json::json!({"timeline": [{"from": "2024-03-01T01:00:00Z", "status": "new"}]});
+
+        let error = serde_json::from_value::<Stored>(stored).unwrap_err().to_string();
+
+        assert!(error.contains("timeline change 0 is missing the field `accepted`"), "{error}");
     }
 }
