@@ -9,6 +9,7 @@ use futures::StreamExt;
 use opencity_domain::{Ticket, TicketCommand, TicketError, TicketServices};
 use uuid::Uuid;
 
+use crate::chain::EventText;
 use crate::error::{CommandError, StoreError};
 use crate::execute::{outcome_from, Decision, LoadedStream, StreamState};
 use crate::model::{CommandMetadata, CommandOutcome, LogCheckpoint};
@@ -191,26 +192,29 @@ impl Store {
             .cloned()
             .collect();
         let keys = self.keys_in_force(&subjects).await?;
-        let mut new_events: Vec<SerializedEvent> = Vec::new();
-        for (ticket_id, subject, mut envelopes) in pending {
-            if let Some(key) = keys.get(&subject) {
+        for (ticket_id, subject, envelopes) in &mut pending {
+            if let Some(key) = keys.get(subject) {
                 let stream_id = ticket_id.to_string();
-                for envelope in &mut envelopes {
+                for envelope in envelopes.iter_mut() {
                     personal::seal_events(key, &stream_id, std::slice::from_mut(&mut envelope.payload));
                 }
             }
-            for envelope in &envelopes {
-                new_events.push(SerializedEvent::try_from(envelope)?);
-            }
         }
-        if new_events.is_empty() {
+        if pending.iter().all(|(_, _, envelopes)| envelopes.is_empty()) {
             return Ok(HashMap::new());
         }
+        let envelopes = pending.iter().flat_map(|(_, _, envelopes)| envelopes);
 
+        // PostgreSQL takes the events as text written straight from the events. The cqrs-es
+        // repository on SQLite takes them as `serde_json::Value`s.
         let checkpoints = match self.backend.as_ref() {
-            Backend::Postgres { pool, .. } => crate::postgres::append_many(pool, &new_events, heads).await?,
+            Backend::Postgres { pool, .. } => {
+                let texts = envelopes.map(EventText::from_envelope).collect::<Result<Vec<_>, _>>()?;
+                crate::postgres::append_many(pool, texts, heads).await?
+            }
             Backend::Sqlite { repository, .. } => {
-                repository.persist::<Ticket>(&new_events, None).await?;
+                let serialized = envelopes.map(SerializedEvent::try_from).collect::<Result<Vec<_>, _>>()?;
+                repository.persist::<Ticket>(&serialized, None).await?;
                 HashMap::new()
             }
         };

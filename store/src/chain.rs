@@ -2,21 +2,67 @@
 //! link into the stream's hash chain (docs/log-format.md). Both backends write what
 //! [`chain_events`] returns, so the writer computes every hash and the database only stores it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use cqrs_es::persist::{PersistenceError, SerializedEvent};
+use cqrs_es::{Aggregate, DomainEvent, EventEnvelope};
+use opencity_domain::Ticket;
 use serde_json::Value;
 
 use crate::integrity::{canonical_event_hash, EventHashInput};
 
-/// One event as it is stored, with its hash.
-pub(crate) struct ChainedEvent<'a> {
-    pub(crate) event: &'a SerializedEvent,
-    pub(crate) sequence: i64,
-    /// The payload's JSON text; the hash covers exactly this text.
+/// An event ready to chain: its columns, with the payload and metadata as the JSON text that
+/// the log stores and the hash covers.
+pub(crate) struct EventText {
+    pub(crate) aggregate_type: String,
+    pub(crate) aggregate_id: String,
+    pub(crate) sequence: usize,
+    pub(crate) event_type: String,
+    pub(crate) event_version: String,
     pub(crate) payload: String,
     pub(crate) metadata: String,
+    /// The payload's `occurred_at`, to the microsecond, or `None` when the payload has none.
+    pub(crate) occurred_at: Option<DateTime<Utc>>,
+}
+
+impl EventText {
+    /// Writes the JSON text of an event that cqrs-es serialized to a `serde_json::Value`.
+    pub(crate) fn from_serialized(event: &SerializedEvent) -> EventText {
+        EventText {
+            aggregate_type: event.aggregate_type.clone(),
+            aggregate_id: event.aggregate_id.clone(),
+            sequence: event.sequence,
+            event_type: event.event_type.clone(),
+            event_version: event.event_version.clone(),
+            payload: event.payload.to_string(),
+            metadata: event.metadata.to_string(),
+            occurred_at: occurred_at(&event.payload),
+        }
+    }
+
+    /// Serializes a ticket event straight to text, without building a `serde_json::Value` first.
+    /// The metadata keys are written in sorted order, as a `Value` writes them.
+    pub(crate) fn from_envelope(envelope: &EventEnvelope<Ticket>) -> Result<EventText, PersistenceError> {
+        let metadata: BTreeMap<&String, &String> = envelope.metadata.iter().collect();
+        Ok(EventText {
+            aggregate_type: Ticket::TYPE.to_string(),
+            aggregate_id: envelope.aggregate_id.clone(),
+            sequence: envelope.sequence,
+            event_type: envelope.payload.event_type(),
+            event_version: envelope.payload.event_version(),
+            payload: serde_json::to_string(&envelope.payload)?,
+            metadata: serde_json::to_string(&metadata)?,
+            occurred_at: Some(envelope.payload.occurred_at().trunc_subsecs(6)),
+        })
+    }
+}
+
+/// One event as it is stored, with its hash.
+pub(crate) struct ChainedEvent {
+    /// The event's columns and texts; the hash covers exactly these texts.
+    pub(crate) event: EventText,
+    pub(crate) sequence: i64,
     /// The payload's `occurred_at`, to the microsecond.
     pub(crate) occurred_at: DateTime<Utc>,
     pub(crate) recorded_at: DateTime<Utc>,
@@ -29,18 +75,18 @@ pub(crate) struct ChainedEvent<'a> {
 /// of the stored event just before it, or an empty string for one stored before hashes existed.
 /// It is called only for such first events; later events chain to the event before them.
 /// `recorded_at` is the writer's clock, to the microsecond.
-pub(crate) fn chain_events<'a>(
-    events: &'a [SerializedEvent],
+pub(crate) fn chain_events(
+    events: Vec<EventText>,
     mut stored_head: impl FnMut(&str, &str) -> String,
-) -> Result<Vec<ChainedEvent<'a>>, PersistenceError> {
+) -> Result<Vec<ChainedEvent>, PersistenceError> {
     let recorded_at = Utc::now().trunc_subsecs(6);
-    let mut last_hashes: HashMap<(&str, &str), (i64, String)> = HashMap::new();
+    let mut last_hashes: HashMap<(String, String), (i64, String)> = HashMap::new();
     let mut chained = Vec::with_capacity(events.len());
     for event in events {
         let sequence = i64::try_from(event.sequence).map_err(|_| {
             PersistenceError::UnknownError(format!("sequence {} is out of range", event.sequence).into())
         })?;
-        let occurred_at = occurred_at(&event.payload).ok_or_else(|| {
+        let occurred_at = event.occurred_at.ok_or_else(|| {
             PersistenceError::UnknownError(
                 format!(
                     "event {} of stream {}/{} at sequence {} has no occurred_at in its payload",
@@ -49,14 +95,12 @@ pub(crate) fn chain_events<'a>(
                 .into(),
             )
         })?;
-        let key = (event.aggregate_type.as_str(), event.aggregate_id.as_str());
+        let key = (event.aggregate_type.clone(), event.aggregate_id.clone());
         let prev_hash = match last_hashes.get(&key) {
             Some((last, hash)) if *last == sequence - 1 => hash.clone(),
             _ if sequence <= 1 => String::new(),
-            _ => stored_head(key.0, key.1),
+            _ => stored_head(&key.0, &key.1),
         };
-        let payload = event.payload.to_string();
-        let metadata = event.metadata.to_string();
         let hash = canonical_event_hash(&EventHashInput {
             stream_type: &event.aggregate_type,
             stream_id: &event.aggregate_id,
@@ -66,15 +110,13 @@ pub(crate) fn chain_events<'a>(
             occurred_at,
             recorded_at,
             prev_hash: &prev_hash,
-            payload: &payload,
-            metadata: &metadata,
+            payload: &event.payload,
+            metadata: &event.metadata,
         });
         last_hashes.insert(key, (sequence, hash.clone()));
         chained.push(ChainedEvent {
             event,
             sequence,
-            payload,
-            metadata,
             occurred_at,
             recorded_at,
             prev_hash,
@@ -154,7 +196,8 @@ mod tests {
     fn chain_links_events_and_stored_heads() {
         let events = two_streams();
         let mut requested = Vec::new();
-        let chained = chain_events(&events, |_, stream| {
+        let texts = events.iter().map(EventText::from_serialized).collect();
+        let chained = chain_events(texts, |_, stream| {
             requested.push(stream.to_string());
             format!("head-of-{stream}")
         })
@@ -175,8 +218,8 @@ mod tests {
                 occurred_at: chained_event.occurred_at,
                 recorded_at: chained_event.recorded_at,
                 prev_hash: &chained_event.prev_hash,
-                payload: &chained_event.payload,
-                metadata: &chained_event.metadata,
+                payload: &chained_event.event.payload,
+                metadata: &chained_event.event.metadata,
             };
             assert_eq!(chained_event.hash, canonical_event_hash(&input));
             assert_eq!(chained_event.recorded_at, chained_event.recorded_at.trunc_subsecs(6));
@@ -193,7 +236,7 @@ mod tests {
     fn chain_refuses_event_without_business_time() {
         let mut broken = event("a", 1, "2026-03-01T09:00:00Z");
         broken.payload = json!({"Commented": {"text": "без времени"}});
-        let error = chain_events(std::slice::from_ref(&broken), |_, _| String::new()).err().unwrap();
+        let error = chain_events(vec![EventText::from_serialized(&broken)], |_, _| String::new()).err().unwrap();
         assert!(error.to_string().contains("has no occurred_at"), "{error}");
     }
 }

@@ -12,13 +12,13 @@ use std::collections::HashMap;
 
 use cqrs_es::persist::{
     EventStoreAggregateContext, PersistedEventRepository, PersistedEventStore, PersistenceError,
-    SerializedEvent,
 };
 use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
 use opencity_domain::{Ticket, TicketCommand, TicketError, TicketEvent, TicketServices};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::chain::EventText;
 use crate::error::{CommandError, StoreError};
 use crate::model::{CommandMetadata, CommandOutcome, LogCheckpoint, IDEMPOTENCY_KEY};
 use crate::personal::{self, ResidentKey};
@@ -207,16 +207,14 @@ impl Store {
             return Ok(Some(self.outcome(ticket_id, &decision).await?));
         }
         let sealed = self.sealed_pending(ticket_id, &state, loaded.key.as_ref()).await?;
-        let serialized: Vec<SerializedEvent> = state
+        let texts: Vec<EventText> = state
             .pending()
             .iter()
             .zip(sealed)
-            .map(|(envelope, payload)| {
-                SerializedEvent::try_from(&EventEnvelope::<Ticket> { payload, ..envelope.clone() })
-            })
+            .map(|(envelope, payload)| EventText::from_envelope(&EventEnvelope::<Ticket> { payload, ..envelope.clone() }))
             .collect::<Result<_, _>>()
             .map_err(AggregateError::<TicketError>::from)?;
-        match postgres::append_stream(pool, &serialized, &loaded.head_hash).await {
+        match postgres::append_stream(pool, texts, &loaded.head_hash).await {
             Ok(checkpoints) => {
                 self.notify_appended();
                 let mut checkpoint_at = HashMap::new();

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use cqrs_es::persist::{PersistenceError, SerializedEvent};
+use cqrs_es::persist::PersistenceError;
 use chrono::{DateTime, Utc};
 use cqrs_es::EventEnvelope;
 use opencity_domain::ticket::TICKET_STREAM_TYPE;
@@ -14,7 +14,7 @@ use opencity_domain::Ticket;
 use sqlx::postgres::{PgArguments, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row};
 
-use crate::chain::{chain_events, ChainedEvent};
+use crate::chain::{chain_events, ChainedEvent, EventText};
 use crate::error::StoreError;
 use crate::execute::LoadedStream;
 use crate::model::{LazyJson, LogCheckpoint, StoredEvent};
@@ -245,7 +245,7 @@ const APPEND_COLUMNS: &str = "aggregate_type, aggregate_id, sequence, event_type
 /// taken fails with `OptimisticLockError`.
 pub(crate) async fn append_many(
     pool: &PgPool,
-    events: &[SerializedEvent],
+    events: Vec<EventText>,
     heads: &HashMap<String, String>,
 ) -> Result<HashMap<(String, i64), LogCheckpoint>, PersistenceError> {
     let chained = chain_events(events, |_, stream_id| heads.get(stream_id).cloned().unwrap_or_default())?;
@@ -312,7 +312,7 @@ struct EventColumns<'a> {
 }
 
 impl<'a> EventColumns<'a> {
-    fn from_events(events: &'a [ChainedEvent<'a>]) -> EventColumns<'a> {
+    fn from_events(events: &'a [ChainedEvent]) -> EventColumns<'a> {
         let mut columns = EventColumns::default();
         for event in events {
             columns.push(event);
@@ -320,14 +320,14 @@ impl<'a> EventColumns<'a> {
         columns
     }
 
-    fn push(&mut self, event: &'a ChainedEvent<'a>) {
+    fn push(&mut self, event: &'a ChainedEvent) {
         self.stream_types.push(&event.event.aggregate_type);
         self.stream_ids.push(&event.event.aggregate_id);
         self.sequences.push(event.sequence);
         self.event_types.push(&event.event.event_type);
         self.event_versions.push(&event.event.event_version);
-        self.payloads.push(&event.payload);
-        self.metadata.push(&event.metadata);
+        self.payloads.push(&event.event.payload);
+        self.metadata.push(&event.event.metadata);
         self.occurred_at.push(event.occurred_at);
         self.recorded_at.push(event.recorded_at);
         self.prev_hashes.push(&event.prev_hash);
@@ -343,7 +343,7 @@ impl<'a> EventColumns<'a> {
 /// `OptimisticLockError`.
 pub(crate) async fn append_stream(
     pool: &PgPool,
-    events: &[SerializedEvent],
+    events: Vec<EventText>,
     head_hash: &str,
 ) -> Result<Vec<LogCheckpoint>, PersistenceError> {
     if events.len() > APPEND_ROWS_PER_STATEMENT {
@@ -390,7 +390,7 @@ fn insert_statement(rows: usize, tail: &str) -> String {
 /// Binds the columns of `events` in the order of [`insert_statement`].
 fn bind_events<'q>(
     mut query: sqlx::query::Query<'q, Postgres, PgArguments>,
-    events: &'q [ChainedEvent<'q>],
+    events: &'q [ChainedEvent],
 ) -> sqlx::query::Query<'q, Postgres, PgArguments> {
     for event in events {
         query = query
@@ -399,8 +399,8 @@ fn bind_events<'q>(
             .bind(event.sequence)
             .bind(&event.event.event_type)
             .bind(&event.event.event_version)
-            .bind(&event.payload)
-            .bind(&event.metadata)
+            .bind(&event.event.payload)
+            .bind(&event.event.metadata)
             .bind(event.occurred_at)
             .bind(event.recorded_at)
             .bind(&event.prev_hash)

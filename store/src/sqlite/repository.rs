@@ -14,7 +14,7 @@ use sqlx::{Row, SqlitePool};
 
 use super::{format_timestamp, SqliteDatabase, SqliteWriteTransaction};
 use crate::error::StoreError;
-use crate::chain::{chain_events, stored_heads_needed};
+use crate::chain::{chain_events, stored_heads_needed, EventText};
 
 /// Events buffered between the database and a replay consumer.
 const STREAM_CHANNEL_SIZE: usize = 200;
@@ -96,7 +96,8 @@ impl SqliteEventRepository {
             let hash = Self::stored_hash(write, &stream_type, &stream_id, previous).await?;
             heads.insert((stream_type, stream_id), hash);
         }
-        let chained = chain_events(events, |stream_type, stream_id| {
+        let texts = events.iter().map(EventText::from_serialized).collect();
+        let chained = chain_events(texts, |stream_type, stream_id| {
             heads.get(&(stream_type.to_string(), stream_id.to_string())).cloned().unwrap_or_default()
         })?;
         for event in chained {
@@ -111,8 +112,8 @@ impl SqliteEventRepository {
             .bind(event.sequence)
             .bind(&event.event.event_type)
             .bind(&event.event.event_version)
-            .bind(event.payload)
-            .bind(event.metadata)
+            .bind(event.event.payload)
+            .bind(event.event.metadata)
             .bind(format_timestamp(event.occurred_at))
             .bind(format_timestamp(event.recorded_at))
             .bind(event.prev_hash)
