@@ -257,7 +257,7 @@ pub struct ReadModel {
     stepping: Mutex<Stepping>,
 }
 
-/// What one step leaves to the next.
+/// The state one step leaves to the next: the batch read ahead and the commit in flight.
 #[derive(Default)]
 struct Stepping {
     prefetched: Option<Prefetched>,
@@ -272,7 +272,7 @@ struct InFlight {
     checkpoint: LogCheckpoint,
 }
 
-/// What [`ReadModel::settle`] did.
+/// The result of [`ReadModel::settle`].
 #[derive(Debug, PartialEq, Eq)]
 enum Settled {
     Nothing,
@@ -493,10 +493,10 @@ impl ReadModel {
     /// Reads one batch after the checkpoint, commits it when this process writes the tables,
     /// then updates memory and subscribers.
     ///
-    /// Behind the log, steps overlap: a full batch's commit runs on a task of its own while the
-    /// next step reads ahead and folds the next batch on top of it, and that step publishes it
-    /// once it has committed. A step that finds the log's end publishes every batch before it
-    /// returns, so when [`catch_up`](Self::catch_up) returns, memory holds the whole log.
+    /// Behind the log, steps overlap. A full batch commits on a task of its own while the next
+    /// step reads and folds the next batch on top of it, and that step publishes the first batch
+    /// once its commit has ended. A step that finds the log's end publishes every batch before it
+    /// returns, so when [`catch_up`](Self::catch_up) returns, memory contains the whole log.
     async fn step(&self) -> Result<usize, ProjectionError> {
         let mut stepping = self.stepping.lock().await;
         let stepping = &mut *stepping;
@@ -520,10 +520,7 @@ impl ReadModel {
             Some(prefetched) if prefetched.after == after => prefetched.events,
             _ => match self.store.read_log(after, BATCH_SIZE).await {
                 Ok(events) => events,
-                Err(error) => {
-                    self.settle(stepping).await?;
-                    return Err(error.into());
-                }
+                Err(error) => return self.settle_and_fail(stepping, error.into()).await,
             },
         };
         let Some(last) = events.last() else {
@@ -546,33 +543,24 @@ impl ReadModel {
         };
         let batch = match folded {
             Ok(batch) => batch,
-            Err(error) => {
-                self.settle(stepping).await?;
-                return Err(error);
-            }
+            Err(error) => return self.settle_and_fail(stepping, error).await,
         };
 
         let mut committing = None;
         if self.is_leader() {
             let rows = match TableRows::new(batch.changed.values(), &batch.changed_reference) {
                 Ok(rows) => rows,
-                Err(error) => {
-                    self.settle(stepping).await?;
-                    return Err(error);
-                }
+                Err(error) => return self.settle_and_fail(stepping, error).await,
             };
             // The batch was folded on top of the one in flight, so it commits only after it.
             let previous = self.finish_commit(stepping).await?;
-            match previous {
-                Some((_, CommitOutcome::GenerationChanged)) => {
-                    self.reload().await?;
-                    return Ok(0);
-                }
-                Some((earlier, _)) => {
-                    committing = Some(self.start_commit(rows, new_checkpoint));
-                    self.publish(earlier.batch, earlier.checkpoint, LogCheckpoint::START).await;
-                }
-                None => committing = Some(self.start_commit(rows, new_checkpoint)),
+            if let Some((_, CommitOutcome::GenerationChanged)) = previous {
+                self.reload().await?;
+                return Ok(0);
+            }
+            committing = Some(self.start_commit(rows, new_checkpoint));
+            if let Some((earlier, _)) = previous {
+                self.publish(earlier.batch, earlier.checkpoint, LogCheckpoint::START).await;
             }
         } else {
             // This process lost the lease with a commit in flight.
@@ -620,6 +608,13 @@ impl ReadModel {
         };
         let outcome = (&mut in_flight.commit).await.map_err(|error| ProjectionError::CommitTask(error.to_string()))??;
         Ok(Some((in_flight, outcome)))
+    }
+
+    /// Settles the commit in flight (see [`settle`](Self::settle)), then returns `error`, so that
+    /// a failed step leaves no committed batch unpublished.
+    async fn settle_and_fail(&self, stepping: &mut Stepping, error: ProjectionError) -> Result<usize, ProjectionError> {
+        self.settle(stepping).await?;
+        Err(error)
     }
 
     /// Waits for the commit in flight, if any, and publishes its batch, or reloads memory when
@@ -1194,7 +1189,7 @@ fn numbered_rows(rows: usize, columns: usize) -> String {
         .join(", ")
 }
 
-/// Writes the changed views and the checkpoint in one transaction; see [`commit_rows`].
+/// Serializes the changed views and writes them with the checkpoint through [`commit_rows`].
 async fn commit_batch(
     store: &Store,
     changed: &BTreeMap<Uuid, TicketView>,
@@ -1219,7 +1214,7 @@ async fn commit_rows(
     generation: i64,
 ) -> Result<CommitOutcome, ProjectionError> {
     // One row: the checkpoint, locked on PostgreSQL, and the generation of the tables. Both
-    // rows exist from the creation of the tables on.
+    // rows are inserted when the tables are created.
     const SELECT_STATE: &str = "SELECT c.tx, c.position,
             (SELECT generation FROM read_model_generations WHERE name = $1) AS generation
        FROM projection_checkpoints c WHERE c.name = $1";

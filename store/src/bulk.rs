@@ -200,7 +200,8 @@ impl Store {
                 }
             }
         }
-        if pending.iter().all(|(_, _, envelopes)| envelopes.is_empty()) {
+        // Only streams with decided events are pending.
+        if pending.is_empty() {
             return Ok(HashMap::new());
         }
         let envelopes = pending.iter().flat_map(|(_, _, envelopes)| envelopes);

@@ -60,7 +60,7 @@ impl EventText {
 
 /// One event as it is stored, with its hash.
 pub(crate) struct ChainedEvent {
-    /// The event's columns and texts; the hash covers exactly these texts.
+    /// The event's columns and texts. The hash covers exactly these texts.
     pub(crate) event: EventText,
     pub(crate) sequence: i64,
     /// The payload's `occurred_at`, to the microsecond.
@@ -80,9 +80,11 @@ pub(crate) fn chain_events(
     mut stored_head: impl FnMut(&str, &str) -> String,
 ) -> Result<Vec<ChainedEvent>, PersistenceError> {
     let recorded_at = Utc::now().trunc_subsecs(6);
-    let mut last_hashes: HashMap<(String, String), (i64, String)> = HashMap::new();
-    let mut chained = Vec::with_capacity(events.len());
-    for event in events {
+    // The links are computed while the events are borrowed, so the streams' last hashes are
+    // keyed by borrowed ids, and the events move into the result afterwards.
+    let mut links: Vec<(i64, DateTime<Utc>, String, String)> = Vec::with_capacity(events.len());
+    let mut last_hashes: HashMap<(&str, &str), (i64, String)> = HashMap::new();
+    for event in &events {
         let sequence = i64::try_from(event.sequence).map_err(|_| {
             PersistenceError::UnknownError(format!("sequence {} is out of range", event.sequence).into())
         })?;
@@ -95,11 +97,11 @@ pub(crate) fn chain_events(
                 .into(),
             )
         })?;
-        let key = (event.aggregate_type.clone(), event.aggregate_id.clone());
+        let key = (event.aggregate_type.as_str(), event.aggregate_id.as_str());
         let prev_hash = match last_hashes.get(&key) {
             Some((last, hash)) if *last == sequence - 1 => hash.clone(),
             _ if sequence <= 1 => String::new(),
-            _ => stored_head(&key.0, &key.1),
+            _ => stored_head(key.0, key.1),
         };
         let hash = canonical_event_hash(&EventHashInput {
             stream_type: &event.aggregate_type,
@@ -114,15 +116,21 @@ pub(crate) fn chain_events(
             metadata: &event.metadata,
         });
         last_hashes.insert(key, (sequence, hash.clone()));
-        chained.push(ChainedEvent {
+        links.push((sequence, occurred_at, prev_hash, hash));
+    }
+
+    let chained = events
+        .into_iter()
+        .zip(links)
+        .map(|(event, (sequence, occurred_at, prev_hash, hash))| ChainedEvent {
             event,
             sequence,
             occurred_at,
             recorded_at,
             prev_hash,
             hash,
-        });
-    }
+        })
+        .collect();
     Ok(chained)
 }
 

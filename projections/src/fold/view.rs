@@ -75,8 +75,8 @@ pub struct TicketView {
     /// The global log position of the last applied event.
     pub last_position: i64,
     pub event_count: u64,
-    /// Every change of [`TicketState`], ordered by `from`, for "as of" questions. Stored with
-    /// each change's differences only (see `stored_timeline`).
+    /// Every change of [`TicketState`], ordered by `from`, for "as of" questions. The stored
+    /// form keeps only each change's differences (see `stored_timeline`).
     #[serde(with = "super::state::stored_timeline")]
     pub timeline: Vec<StateChange>,
 }
