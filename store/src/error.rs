@@ -35,6 +35,19 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// Returns an error of the same kind and text, for each request of a group that one
+    /// failed statement served.
+    pub(crate) fn duplicate(&self) -> StoreError {
+        match self {
+            StoreError::Unavailable(source) => StoreError::Unavailable(source.to_string().into()),
+            StoreError::Database(source) => StoreError::Database(source.to_string().into()),
+            StoreError::InvalidEvent(source) => StoreError::InvalidEvent(source.to_string().into()),
+            StoreError::Config(text) => StoreError::Config(text.clone()),
+        }
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         match error {

@@ -20,9 +20,10 @@ use uuid::Uuid;
 
 use crate::chain::EventText;
 use crate::error::{CommandError, StoreError};
+use crate::group::Group;
 use crate::model::{CommandMetadata, CommandOutcome, LogCheckpoint, IDEMPOTENCY_KEY};
 use crate::personal::{self, ResidentKey};
-use crate::postgres;
+use crate::postgres::{self, AppendRequest};
 use crate::store::{Backend, Store};
 
 /// Attempts of one command before it fails with [`CommandError::Conflict`].
@@ -171,8 +172,9 @@ impl Store {
     ) -> Result<CommandOutcome, CommandError> {
         for attempt in 1..=MAX_ATTEMPTS {
             let appended = match self.backend.as_ref() {
-                Backend::Postgres { pool, .. } => {
-                    self.try_postgres(pool, ticket_id, &commands, metadata, services).await?
+                Backend::Postgres { pool, loads, appends, .. } => {
+                    let groups = CommandGroups { pool, loads, appends };
+                    self.try_postgres(&groups, ticket_id, &commands, metadata, services).await?
                 }
                 Backend::Sqlite { events, .. } => {
                     self.try_repository(events, ticket_id, &commands, metadata, services).await?
@@ -189,18 +191,20 @@ impl Store {
     }
 
     /// Runs one attempt of [`execute`](Store::execute) on PostgreSQL. It loads the stream with the
-    /// hash of its last event and appends the chained events in one statement (see
-    /// [`postgres::append_stream`]). Returns `None` when another writer appended first.
+    /// hash of its last event and appends the chained events in one statement. Both steps run
+    /// together with those of concurrent commands when the database is busy (see [`crate::group`]);
+    /// a command of several events is appended alone ([`postgres::append_group`] explains why).
+    /// Returns `None` when another writer appended first.
     async fn try_postgres(
         &self,
-        pool: &PgPool,
+        groups: &CommandGroups<'_>,
         ticket_id: Uuid,
         commands: &[TicketCommand],
         metadata: &CommandMetadata,
         services: &TicketServices,
     ) -> Result<Option<CommandOutcome>, CommandError> {
         let stream_id = ticket_id.to_string();
-        let loaded = postgres::load_ticket_stream(pool, &stream_id).await?;
+        let loaded = groups.loads.submit(stream_id.clone()).await.map_err(|_| group_lost("loading the ticket"))??;
         let mut state = StreamState::new(ticket_id, loaded.events);
         let decision = state.decide(commands.to_vec(), metadata, services)?;
         if decision.replayed || decision.appended == 0 {
@@ -214,7 +218,13 @@ impl Store {
             .map(|(envelope, payload)| EventText::from_envelope(&EventEnvelope::<Ticket> { payload, ..envelope.clone() }))
             .collect::<Result<_, _>>()
             .map_err(AggregateError::<TicketError>::from)?;
-        match postgres::append_stream(pool, texts, &loaded.head_hash).await {
+        let appended = if texts.len() == 1 {
+            let request = AppendRequest { events: texts, head_hash: loaded.head_hash };
+            groups.appends.submit(request).await.map_err(|_| group_lost("appending to the ticket"))?
+        } else {
+            postgres::append_stream(groups.pool, texts, &loaded.head_hash).await
+        };
+        match appended {
             Ok(checkpoints) => {
                 self.notify_appended();
                 let mut checkpoint_at = HashMap::new();
@@ -329,6 +339,19 @@ impl Store {
         let checkpoints = self.checkpoints_at(&event_keys).await?;
         outcome_from(ticket_id, decision, &checkpoints)
     }
+}
+
+/// The PostgreSQL pool and the groups that a command's load and append join.
+struct CommandGroups<'a> {
+    pool: &'a PgPool,
+    loads: &'a Group<String, Result<LoadedStream, StoreError>>,
+    appends: &'a Group<AppendRequest, Result<Vec<LogCheckpoint>, PersistenceError>>,
+}
+
+/// The error of a command whose group ended without a result for it (its task panicked). An
+/// append may then have been stored; the command is safe to resend with its idempotency key.
+fn group_lost(step: &str) -> StoreError {
+    StoreError::Database(format!("{step} failed: the group it ran in ended without a result").into())
 }
 
 /// Waits before attempt `attempt + 1` of a command whose stream changed concurrently. A random

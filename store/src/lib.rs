@@ -28,6 +28,7 @@ mod chain;
 mod config;
 mod error;
 mod execute;
+mod group;
 pub mod integrity;
 pub mod model;
 mod postgres;

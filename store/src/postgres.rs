@@ -249,8 +249,14 @@ pub(crate) async fn append_many(
     heads: &HashMap<String, String>,
 ) -> Result<HashMap<(String, i64), LogCheckpoint>, PersistenceError> {
     let chained = chain_events(events, |_, stream_id| heads.get(stream_id).cloned().unwrap_or_default())?;
-    let columns = EventColumns::from_events(&chained);
-    let rows = sqlx::query(&append_many_statement())
+    let rows = insert_columns(pool, &append_many_statement(""), &chained).await.map_err(append_error)?;
+    checkpoints_by_event(&rows).map_err(append_error)
+}
+
+/// Runs `statement` ([`append_many_statement`]) with the columns of `events` as its arrays.
+async fn insert_columns(pool: &PgPool, statement: &str, events: &[ChainedEvent]) -> Result<Vec<PgRow>, sqlx::Error> {
+    let columns = EventColumns::from_events(events);
+    sqlx::query(statement)
         .bind(columns.stream_types)
         .bind(columns.stream_ids)
         .bind(columns.sequences)
@@ -264,8 +270,6 @@ pub(crate) async fn append_many(
         .bind(columns.hashes)
         .fetch_all(pool)
         .await
-        .map_err(append_error)?;
-    checkpoints_by_event(&rows).map_err(append_error)
 }
 
 /// Reads rows with `aggregate_id`, `sequence`, `tx` and `global_position` into the checkpoint of
@@ -281,8 +285,9 @@ fn checkpoints_by_event(rows: &[PgRow]) -> Result<HashMap<(String, i64), LogChec
 }
 
 /// Returns the statement of [`append_many`], which takes one array per column, so its text is the
-/// same for any number of events, and returns the positions.
-fn append_many_statement() -> String {
+/// same for any number of events, and returns the positions. `on_conflict` is put before
+/// `RETURNING`.
+fn append_many_statement(on_conflict: &str) -> String {
     format!(
         "INSERT INTO events ({APPEND_COLUMNS})
          SELECT stream_type, stream_id, sequence, event_type, event_version, payload::json, metadata::json,
@@ -291,6 +296,7 @@ fn append_many_statement() -> String {
                        $8::timestamptz[], $9::timestamptz[], $10::text[], $11::text[])
                 AS appended(stream_type, stream_id, sequence, event_type, event_version, payload, metadata,
                             occurred_at, recorded_at, prev_hash, hash)
+         {on_conflict}
          RETURNING aggregate_id, sequence, tx_id::text::bigint AS tx, global_position"
     )
 }
@@ -371,6 +377,71 @@ pub(crate) async fn append_stream(
     Ok(rows.into_iter().map(|(_, checkpoint)| checkpoint).collect())
 }
 
+/// The events of one command and the hash they chain to, for a group append.
+pub(crate) struct AppendRequest {
+    pub(crate) events: Vec<EventText>,
+    /// The hash of the stream's last stored event; empty for a new stream.
+    pub(crate) head_hash: String,
+}
+
+/// Most commands whose appends run together; beyond it they wait for the next group.
+pub(crate) const MAX_COMMAND_GROUP: usize = 64;
+
+/// Groups of one kind that run at a time. With one, a group gathers every command that arrives
+/// while the one before runs, which pays most under heavy load: at 16 clients
+/// (api/benches/engine) one gave 6,475 commands/s and two 6,267. Under a light load a command
+/// may wait for a statement it could have run beside (4 clients: 2,501 commands/s against 2,659
+/// with two).
+pub(crate) const MAX_RUNNING_GROUPS: usize = 1;
+
+/// Appends the events of several commands, each on a stream of its own and each of one event,
+/// in one statement, and returns the checkpoints of each command's events, or
+/// `OptimisticLockError` for a command whose sequence another writer took. A group of one
+/// command (of any number of events) is [`append_stream`].
+///
+/// `ON CONFLICT DO NOTHING` settles each command on its own: a taken sequence skips that row
+/// and the others are stored. With one event per command, a command is then stored whole or not
+/// at all, which is why a command of several events is never appended in a group.
+pub(crate) async fn append_group(pool: PgPool, mut requests: Vec<AppendRequest>) -> Vec<Result<Vec<LogCheckpoint>, PersistenceError>> {
+    if requests.len() == 1 {
+        let request = requests.remove(0);
+        return vec![append_stream(&pool, request.events, &request.head_hash).await];
+    }
+    debug_assert!(requests.iter().all(|request| request.events.len() == 1));
+    let mut chained = Vec::with_capacity(requests.len());
+    for request in requests.iter_mut() {
+        let head_hash = std::mem::take(&mut request.head_hash);
+        match chain_events(std::mem::take(&mut request.events), |_, _| head_hash.clone()) {
+            Ok(mut events) => chained.append(&mut events),
+            Err(error) => return each_failed(requests.len(), &StoreError::Database(error.to_string().into())),
+        }
+    }
+    let rows = insert_columns(&pool, &append_group_statement(), &chained).await;
+    let stored = match rows.map_err(StoreError::from).and_then(|rows| Ok(checkpoints_by_event(&rows)?)) {
+        Ok(stored) => stored,
+        Err(error) => return each_failed(requests.len(), &error),
+    };
+    chained
+        .iter()
+        .map(|event| {
+            stored
+                .get(&(event.event.aggregate_id.clone(), event.sequence))
+                .map(|checkpoint| vec![*checkpoint])
+                .ok_or(PersistenceError::OptimisticLockError)
+        })
+        .collect()
+}
+
+/// Returns the error of a failed group once for each of its `count` requests.
+fn each_failed<T>(count: usize, error: &StoreError) -> Vec<Result<T, PersistenceError>> {
+    (0..count).map(|_| Err(PersistenceError::from(error.duplicate()))).collect()
+}
+
+/// Returns the statement of [`append_group`]: [`append_many_statement`] that skips taken sequences.
+fn append_group_statement() -> String {
+    append_many_statement("ON CONFLICT (aggregate_type, aggregate_id, sequence) DO NOTHING")
+}
+
 /// Returns a multi-row `INSERT` of `rows` events, eleven parameters each, followed by `tail`.
 fn insert_statement(rows: usize, tail: &str) -> String {
     let values: Vec<String> = (0..rows)
@@ -410,38 +481,75 @@ fn bind_events<'q>(
 }
 
 /// Loads a ticket stream for a command, with the hash of its last event and the key of the
-/// subject its registration names (see [`LoadedStream`]). The key comes from a lateral join on
-/// the first event only, so the other rows cost nothing more.
+/// subject its registration names (see [`LoadedStream`] and [`LOAD_WITH_KEY`]).
 pub(crate) async fn load_ticket_stream(pool: &PgPool, stream_id: &str) -> Result<LoadedStream, StoreError> {
-    let rows = sqlx::query(
-        "SELECT e.aggregate_id, e.sequence, e.payload::text AS payload, e.metadata::text AS metadata,
-                e.hash, k.subject AS key_subject, k.key_id, k.key_hex
-           FROM events e
-           LEFT JOIN LATERAL (
-               SELECT subject, key_id, key_hex FROM resident_keys
-                WHERE e.sequence = 1 AND erased_at IS NULL
-                  AND subject = COALESCE(
-                      NULLIF(btrim(e.payload -> 'TicketRegistered' -> 'requester' ->> 'resident_id'), ''),
-                      'ticket:' || e.aggregate_id)
-           ) k ON true
-          WHERE e.aggregate_type = $1 AND e.aggregate_id = $2
-          ORDER BY e.sequence",
-    )
-    .bind(TICKET_STREAM_TYPE)
-    .bind(stream_id)
-    .fetch_all(pool)
-    .await?;
+    let rows = sqlx::query(&format!("{LOAD_WITH_KEY} WHERE e.aggregate_type = $1 AND e.aggregate_id = $2 ORDER BY e.sequence"))
+        .bind(TICKET_STREAM_TYPE)
+        .bind(stream_id)
+        .fetch_all(pool)
+        .await?;
     let mut loaded = LoadedStream::default();
     for row in &rows {
-        loaded.push(row)?;
-        let subject: Option<String> = row.try_get("key_subject")?;
-        let id: Option<String> = row.try_get("key_id")?;
-        if let (Some(subject), Some(id)) = (subject, id) {
-            let key_hex: Option<String> = row.try_get("key_hex")?;
-            loaded.key = Some((subject, ResidentKey::from_row(&id, key_hex.as_deref())?));
-        }
+        loaded.push_with_key(row)?;
     }
     Ok(loaded)
+}
+
+/// The stream load of a command without its condition: events with the key in force of the
+/// subject the registration names, from a lateral join on the first event only, so that the
+/// other rows cost nothing more. A subject has at most one key in force; the `LIMIT` keeps the
+/// join a lookup per stream. Without it, the planner may join the streams of a group with every
+/// key in force by hashing (2 ms for 6 streams and 7,764 keys, against 0.1 ms).
+const LOAD_WITH_KEY: &str = "SELECT e.aggregate_id, e.sequence, e.payload::text AS payload, e.metadata::text AS metadata,
+            e.hash, k.subject AS key_subject, k.key_id, k.key_hex
+       FROM events e
+       LEFT JOIN LATERAL (
+           SELECT subject, key_id, key_hex FROM resident_keys
+            WHERE e.sequence = 1 AND erased_at IS NULL
+              AND subject = COALESCE(
+                  NULLIF(btrim(e.payload -> 'TicketRegistered' -> 'requester' ->> 'resident_id'), ''),
+                  'ticket:' || e.aggregate_id)
+            LIMIT 1
+       ) k ON true";
+
+/// Loads the streams of several commands in one query, as [`load_ticket_stream`] loads one,
+/// and returns them in the order of `stream_ids`, which contains each stream once. A group of one
+/// stream is [`load_ticket_stream`].
+pub(crate) async fn load_group(pool: PgPool, stream_ids: Vec<String>) -> Vec<Result<LoadedStream, StoreError>> {
+    if let [stream_id] = stream_ids.as_slice() {
+        return vec![load_ticket_stream(&pool, stream_id).await];
+    }
+    let rows = sqlx::query(&format!("{LOAD_WITH_KEY} WHERE e.aggregate_type = $1 AND e.aggregate_id = ANY($2) ORDER BY e.aggregate_id, e.sequence"))
+        .bind(TICKET_STREAM_TYPE)
+        .bind(&stream_ids)
+        .fetch_all(&pool)
+        .await;
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(error) => {
+            let error = StoreError::from(error);
+            return stream_ids.iter().map(|_| Err(error.duplicate())).collect();
+        }
+    };
+    let mut streams: HashMap<String, Result<LoadedStream, StoreError>> = HashMap::new();
+    for row in &rows {
+        let id: String = match row.try_get("aggregate_id") {
+            Ok(id) => id,
+            Err(error) => {
+                let error = StoreError::from(error);
+                return stream_ids.iter().map(|_| Err(error.duplicate())).collect();
+            }
+        };
+        let stream = streams.entry(id).or_insert_with(|| Ok(LoadedStream::default()));
+        let failed = match stream {
+            Ok(loaded) => loaded.push_with_key(row).err(),
+            Err(_) => None,
+        };
+        if let Some(error) = failed {
+            *stream = Err(error);
+        }
+    }
+    stream_ids.iter().map(|id| streams.remove(id).unwrap_or_else(|| Ok(LoadedStream::default()))).collect()
 }
 
 /// Loads several ticket streams in one query, for a bulk execution: the events and head hash of
@@ -470,6 +578,19 @@ const TICKET_STREAM_COLUMNS: &str =
     "aggregate_id, sequence, payload::text AS payload, metadata::text AS metadata, hash";
 
 impl LoadedStream {
+    /// Appends the next row of a command's stream load ([`LOAD_WITH_KEY`]): its event, its hash
+    /// as the head, and the resident's key when the row carries it.
+    fn push_with_key(&mut self, row: &PgRow) -> Result<(), StoreError> {
+        self.push(row)?;
+        let subject: Option<String> = row.try_get("key_subject")?;
+        let id: Option<String> = row.try_get("key_id")?;
+        if let (Some(subject), Some(id)) = (subject, id) {
+            let key_hex: Option<String> = row.try_get("key_hex")?;
+            self.key = Some((subject, ResidentKey::from_row(&id, key_hex.as_deref())?));
+        }
+        Ok(())
+    }
+
     /// Appends the next row of a ticket stream load: its event, and its hash as the head.
     fn push(&mut self, row: &PgRow) -> Result<(), StoreError> {
         self.events.push(ticket_envelope(row)?);

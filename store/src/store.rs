@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use cqrs_es::persist::PersistedEventStore;
+use std::future::Future;
+
+use cqrs_es::persist::{PersistedEventStore, PersistenceError};
 use opencity_domain::ticket::TICKET_STREAM_TYPE;
 use opencity_domain::Ticket;
 use postgres_es::PostgresEventRepository;
@@ -15,8 +17,10 @@ use uuid::Uuid;
 
 use crate::config::{BackendKind, DbPool, StoreConfig};
 use crate::error::StoreError;
+use crate::execute::LoadedStream;
+use crate::group::{Group, Runner};
 use crate::model::{LogCheckpoint, StoredEvent};
-use crate::postgres;
+use crate::postgres::{self, AppendRequest};
 use crate::sqlite::{self, SqliteDatabase, SqliteEventRepository, SqliteWriteTransaction};
 
 /// The event store: appends ticket events with optimistic concurrency and reads them back per
@@ -42,6 +46,10 @@ pub(crate) enum Backend {
         events: PersistedEventStore<PostgresEventRepository, Ticket>,
         /// Requests of [`postgres::announce_appends`] to wake the other servers, at most one waiting.
         announce: mpsc::Sender<()>,
+        /// Stream loads of concurrent commands, run together ([`postgres::load_group`]).
+        loads: Group<String, Result<LoadedStream, StoreError>>,
+        /// Appends of concurrent commands, run together ([`postgres::append_group`]).
+        appends: Group<AppendRequest, Result<Vec<LogCheckpoint>, PersistenceError>>,
     },
     Sqlite {
         database: SqliteDatabase,
@@ -76,6 +84,20 @@ impl fmt::Debug for Store {
     }
 }
 
+/// Creates the [`Group`] of one step of the commands on PostgreSQL, keyed by stream: `run` runs
+/// one group of requests on `pool`.
+fn command_group<R, O, F, Fut>(pool: &PgPool, key: fn(&R) -> &str, run: F) -> Group<R, O>
+where
+    R: Send + 'static,
+    O: Send + 'static,
+    F: Fn(PgPool, Vec<R>) -> Fut + Copy + Send + Sync + 'static,
+    Fut: Future<Output = Vec<O>> + Send + 'static,
+{
+    let pool = pool.clone();
+    let run: Runner<R, O> = Arc::new(move |requests| Box::pin(run(pool.clone(), requests)));
+    Group::new(postgres::MAX_RUNNING_GROUPS, postgres::MAX_COMMAND_GROUP, key, run)
+}
+
 impl Store {
     /// Connects to the configured database and creates the schema if it is missing. For SQLite
     /// the data directory and the database file are created on first open.
@@ -88,11 +110,17 @@ impl Store {
                 ));
                 let (announce, pending) = mpsc::channel(1);
                 tokio::spawn(postgres::announce_appends(pool.clone(), pending));
+                let loads = command_group(&pool, |request: &String| request.as_str(), postgres::load_group);
+                let appends = command_group(
+                    &pool,
+                    |request: &AppendRequest| request.events.first().map_or("", |event| event.aggregate_id.as_str()),
+                    postgres::append_group,
+                );
                 Store {
                     config: Arc::new(config.clone()),
                     appended: Arc::new(Notify::new()),
                     pool: DbPool::Postgres(pool.clone()),
-                    backend: Arc::new(Backend::Postgres { pool, events, announce }),
+                    backend: Arc::new(Backend::Postgres { pool, events, announce, loads, appends }),
                 }
             }
             StoreConfig::Sqlite { data_dir } => {

@@ -1,6 +1,11 @@
 //! Concurrent writers and a log reader: 16 writers append 50,000 events through
 //! `Store::execute` while one reader follows `Store::read_log`. The reader must see every event
 //! exactly once, in an order where each stream's sequences increase by one.
+//!
+//! A second case sends single-event commands from many writers to a few shared tickets. On
+//! PostgreSQL their loads and appends then run in groups (`group.rs`) and collide inside a group
+//! and between groups. Each command must be stored once or fail as a conflict, and must report
+//! the checkpoint of its own event.
 
 mod common;
 
@@ -9,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use opencity_store::{BackendKind, CommandMetadata, LogCheckpoint, Store};
+use opencity_store::{verify_log, BackendKind, CommandError, CommandMetadata, LogCheckpoint, Store, StoredEvent};
 use uuid::Uuid;
 
 use common::{at, comment, register, services, TestStore};
@@ -42,6 +47,88 @@ async fn sqlite_reader_sees_every_event_once() {
     let test = TestStore::open(BackendKind::Sqlite).await;
     writers_and_reader(&test.store).await;
     test.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_grouped_commands_are_stored_once() {
+    let test = TestStore::open(BackendKind::Postgres).await;
+    shared_tickets(&test.store).await;
+    test.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_grouped_commands_are_stored_once() {
+    let test = TestStore::open(BackendKind::Sqlite).await;
+    shared_tickets(&test.store).await;
+    test.cleanup().await;
+}
+
+/// Tickets the writers of [`shared_tickets`] share: fewer than the writers, so that a group often
+/// contains a second command for a ticket, which must wait for the next group.
+const SHARED_TICKETS: usize = 6;
+const SHARED_WRITERS: usize = 24;
+const COMMANDS_PER_WRITER: usize = 40;
+
+/// Sends one-comment commands from [`SHARED_WRITERS`] writers to [`SHARED_TICKETS`] tickets, each
+/// with a correlation id of its own, and checks every outcome against the stored streams.
+async fn shared_tickets(store: &Store) {
+    let services = services();
+    let tickets: Vec<Uuid> = (0..SHARED_TICKETS).map(|_| Uuid::new_v4()).collect();
+    for ticket_id in &tickets {
+        store
+            .execute(*ticket_id, vec![register(*ticket_id, at(0))], &CommandMetadata::default(), &services)
+            .await
+            .expect("register a shared ticket");
+    }
+
+    let writers: Vec<_> = (0..SHARED_WRITERS)
+        .map(|writer| {
+            let (store, services, tickets) = (store.clone(), services.clone(), tickets.clone());
+            tokio::spawn(async move {
+                let mut outcomes = Vec::new();
+                let mut conflicts = 0;
+                for index in 0..COMMANDS_PER_WRITER {
+                    let ticket_id = tickets[(writer + index) % tickets.len()];
+                    let metadata = CommandMetadata { correlation_id: Some(Uuid::new_v4()), ..CommandMetadata::default() };
+                    let command = comment("ход работ", at(1 + index as i64));
+                    match store.execute(ticket_id, vec![command], &metadata, &services).await {
+                        Ok(outcome) => outcomes.push((metadata.correlation_id, outcome)),
+                        Err(CommandError::Conflict) => conflicts += 1,
+                        Err(error) => panic!("writer {writer}, ticket {ticket_id}: {error}"),
+                    }
+                }
+                (outcomes, conflicts)
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    let mut conflicts = 0;
+    for writer in writers {
+        let (writer_outcomes, writer_conflicts) = writer.await.expect("writer task");
+        outcomes.extend(writer_outcomes);
+        conflicts += writer_conflicts;
+    }
+    assert_eq!(outcomes.len() + conflicts, SHARED_WRITERS * COMMANDS_PER_WRITER);
+
+    let mut stored = HashMap::new();
+    for ticket_id in &tickets {
+        for event in store.load_stream("ticket", &ticket_id.to_string()).await.expect("load a shared ticket") {
+            stored.insert(event.position, event);
+        }
+    }
+    assert_eq!(stored.len(), SHARED_TICKETS + outcomes.len(), "every successful command is stored once, and no other");
+    for (correlation_id, outcome) in &outcomes {
+        assert_eq!(outcome.appended, 1);
+        let event = stored.get(&outcome.last_position).expect("the reported event is stored");
+        assert_eq!(event.stream_id, outcome.ticket_id.to_string());
+        assert_eq!(event.checkpoint(), outcome.last_checkpoint);
+        let metadata = event.command_metadata().expect("stored metadata");
+        assert_eq!(metadata.correlation_id, *correlation_id, "the outcome reports the command's own event");
+    }
+    let mut events: Vec<_> = stored.into_values().collect();
+    events.sort_by_key(StoredEvent::checkpoint);
+    let findings = verify_log(events, &[], None);
+    assert!(findings.is_empty(), "{findings:?}");
 }
 
 async fn writers_and_reader(store: &Store) {

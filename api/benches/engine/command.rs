@@ -20,8 +20,6 @@ use crate::raw::{self, RawScripts};
 use crate::report::{self, Figure, Target};
 use crate::Settings;
 
-const CLIENT_COUNTS: [u32; 3] = [1, 4, 16];
-
 /// Tickets each client comments on in turn, as in the raw script's window.
 const TICKETS_PER_CLIENT: usize = 1_000;
 
@@ -30,7 +28,7 @@ const COMMENT_TEXT: &str = "Заменили картридж, принтер н
 
 pub async fn run(settings: &Settings, raw_scripts: &RawScripts) -> anyhow::Result<Vec<Figure>> {
     let mut figures = Vec::new();
-    for clients in CLIENT_COUNTS {
+    for &clients in &settings.command_clients {
         let mut engine = Vec::new();
         for round in 1..=settings.repeats {
             let result = engine_round(settings, clients as usize).await?;

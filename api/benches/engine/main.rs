@@ -20,6 +20,8 @@
 //! Environment variables:
 //! - `DURATION`: seconds per timed command run and per pgbench run, default 20;
 //! - `REPEATS`: rounds per figure, default 3;
+//! - `COMMAND_CLIENTS`: one client count of the command path instead of 1, 4 and 16, for
+//!   profiling one of them;
 //! - `BULK_TICKETS`: demo tickets per bulk round, default 10000;
 //! - `FANOUT_SUBSCRIBERS` (default 1000), `FANOUT_EVENTS` (default 200) and
 //!   `FANOUT_INTERVAL_MS` (pause between fan-out events, default 50);
@@ -52,6 +54,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub struct Settings {
     pub duration: Duration,
     pub repeats: usize,
+    /// The command path's client counts: 1, 4 and 16, or the one `COMMAND_CLIENTS` names.
+    pub command_clients: Vec<u32>,
     pub bulk_tickets: usize,
     pub fanout_subscribers: usize,
     pub fanout_events: usize,
@@ -73,6 +77,10 @@ impl Settings {
         Ok(Settings {
             duration: Duration::from_secs(env_number("DURATION", 20)?),
             repeats: env_number("REPEATS", 3)?.max(1) as usize,
+            command_clients: match env_number("COMMAND_CLIENTS", 0)? {
+                0 => vec![1, 4, 16],
+                clients => vec![u32::try_from(clients)?],
+            },
             bulk_tickets: env_number("BULK_TICKETS", 10_000)? as usize,
             fanout_subscribers: env_number("FANOUT_SUBSCRIBERS", 1_000)? as usize,
             fanout_events: env_number("FANOUT_EVENTS", 200)?.max(1) as usize,
