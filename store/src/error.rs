@@ -33,9 +33,7 @@ impl StoreError {
             StoreError::Config(_) => "STORE_CONFIG",
         }
     }
-}
 
-impl StoreError {
     /// Returns an error of the same kind and text, for each request of a group that one
     /// failed statement served.
     pub(crate) fn duplicate(&self) -> StoreError {

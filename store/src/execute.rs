@@ -191,9 +191,9 @@ impl Store {
     }
 
     /// Runs one attempt of [`execute`](Store::execute) on PostgreSQL. It loads the stream with the
-    /// hash of its last event and appends the chained events in one statement. Both steps run
-    /// together with those of concurrent commands when the database is busy (see [`crate::group`]);
-    /// a command of several events is appended alone ([`postgres::append_group`] explains why).
+    /// hash of its last event and appends the chained events in one statement. When the database
+    /// is busy, both steps run together with those of concurrent commands (see [`crate::group`]).
+    /// A command of several events is appended alone, as [`postgres::append_group`] explains.
     /// Returns `None` when another writer appended first.
     async fn try_postgres(
         &self,
@@ -348,8 +348,9 @@ struct CommandGroups<'a> {
     appends: &'a Group<AppendRequest, Result<Vec<LogCheckpoint>, PersistenceError>>,
 }
 
-/// The error of a command whose group ended without a result for it (its task panicked). An
-/// append may then have been stored; the command is safe to resend with its idempotency key.
+/// Returns the error of a command whose group ended without a result for it (its task
+/// panicked). An append may then have been stored, so the command is resent safely only with
+/// its idempotency key.
 fn group_lost(step: &str) -> StoreError {
     StoreError::Database(format!("{step} failed: the group it ran in ended without a result").into())
 }

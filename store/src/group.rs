@@ -50,10 +50,10 @@ struct State<R, O> {
 enum Start<R, O> {
     /// Runs alone on the caller's task.
     Alone(R),
-    /// Starts a task for the waiting requests, itself among them.
-    Lead(Vec<Waiting<R, O>>),
+    /// Starts a task for the waiting requests, itself among them, and waits for its output.
+    Lead(Vec<Waiting<R, O>>, oneshot::Receiver<O>),
     /// Waits for a running group's task to take it.
-    Wait,
+    Wait(oneshot::Receiver<O>),
 }
 
 struct Waiting<R, O> {
@@ -82,29 +82,31 @@ impl<R: Send + 'static, O: Send + 'static> Group<R, O> {
 
     /// Runs `request`, alone or in a group, and returns its output.
     pub(crate) async fn submit(&self, request: R) -> Result<O, Lost> {
-        let (reply, receiver) = oneshot::channel();
         let start = {
             let mut state = self.inner.lock();
-            if state.running < self.inner.max_running && state.waiting.is_empty() {
+            let free = state.running < self.inner.max_running;
+            if free && state.waiting.is_empty() {
                 state.running += 1;
                 Start::Alone(request)
             } else {
+                let (reply, receiver) = oneshot::channel();
                 state.waiting.push(Waiting { request, reply });
-                if state.running < self.inner.max_running {
+                if free {
                     state.running += 1;
-                    Start::Lead(self.inner.take_group(&mut state))
+                    Start::Lead(self.inner.take_group(&mut state), receiver)
                 } else {
-                    Start::Wait
+                    Start::Wait(receiver)
                 }
             }
         };
-        match start {
+        let receiver = match start {
             Start::Alone(request) => return Ok(self.run_alone(request).await),
-            Start::Lead(group) => {
+            Start::Lead(group, receiver) => {
                 tokio::spawn(Inner::drain(self.inner.clone(), group));
+                receiver
             }
-            Start::Wait => {}
-        }
+            Start::Wait(receiver) => receiver,
+        };
         receiver.await.map_err(|_| Lost)
     }
 
@@ -142,6 +144,18 @@ impl<R: Send + 'static, O: Send + 'static> Inner<R, O> {
         group
     }
 
+    /// Takes the next group for a running place that has finished its group, or frees the place
+    /// when no request waits.
+    fn next_or_release(&self) -> Option<Vec<Waiting<R, O>>> {
+        let mut state = self.lock();
+        if state.waiting.is_empty() {
+            state.running -= 1;
+            None
+        } else {
+            Some(self.take_group(&mut state))
+        }
+    }
+
     /// Runs `group`, then the groups that are waiting, until none is, and releases its place.
     async fn drain(inner: Arc<Inner<R, O>>, mut group: Vec<Waiting<R, O>>) {
         let mut place = Place { inner: Some(inner.clone()) };
@@ -153,16 +167,7 @@ impl<R: Send + 'static, O: Send + 'static> Inner<R, O> {
                 // A caller that stopped waiting no longer needs its output.
                 let _ = reply.send(output);
             }
-            let next = {
-                let mut state = inner.lock();
-                if state.waiting.is_empty() {
-                    state.running -= 1;
-                    None
-                } else {
-                    Some(inner.take_group(&mut state))
-                }
-            };
-            match next {
+            match inner.next_or_release() {
                 Some(next) => group = next,
                 None => {
                     place.inner = None;
@@ -173,9 +178,9 @@ impl<R: Send + 'static, O: Send + 'static> Inner<R, O> {
     }
 }
 
-/// A running place of a [`Group`]. Dropped while it still holds its group (when the caller's
-/// future is dropped, or the runner panicked), it hands the waiting requests to a new task, or
-/// frees the place when none waits.
+/// A running place of a [`Group`]. Dropped before its group ended (the caller's future was
+/// dropped, or the runner panicked), it hands the waiting requests to a new task, or frees the
+/// place when none waits.
 struct Place<R: Send + 'static, O: Send + 'static> {
     inner: Option<Arc<Inner<R, O>>>,
 }
@@ -183,15 +188,16 @@ struct Place<R: Send + 'static, O: Send + 'static> {
 impl<R: Send + 'static, O: Send + 'static> Drop for Place<R, O> {
     fn drop(&mut self) {
         let Some(inner) = self.inner.take() else { return };
-        let mut state = inner.lock();
-        if state.waiting.is_empty() {
-            state.running -= 1;
-            return;
-        }
-        let next = inner.take_group(&mut state);
-        drop(state);
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(Inner::drain(inner, next));
+        let Some(next) = inner.next_or_release() else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(Inner::drain(inner, next));
+            }
+            Err(_) => {
+                // Without a runtime no task can run them: the requests get `Lost` when `next` is
+                // dropped, and the place is freed for later callers.
+                inner.lock().running -= 1;
+            }
         }
     }
 }
@@ -203,7 +209,7 @@ mod tests {
 
     use super::*;
 
-    /// A group whose runner records the size of every group and echoes each request.
+    /// Creates a group whose runner records the size of every group and echoes each request.
     fn echo_group(max_running: usize, max_group: usize, sizes: Arc<Mutex<Vec<usize>>>) -> Group<String, String> {
         let run: Runner<String, String> = Arc::new(move |requests: Vec<String>| {
             let sizes = sizes.clone();
@@ -217,7 +223,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_lone_request_runs_at_once() {
+    async fn group_runs_lone_request_at_once() {
         let sizes = Arc::new(Mutex::new(Vec::new()));
         let group = echo_group(1, 8, sizes.clone());
         assert_eq!(group.submit("a/1".to_string()).await.unwrap(), "done a/1");
@@ -225,7 +231,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn waiting_requests_run_together_one_per_key() {
+    async fn group_takes_one_request_per_key() {
         let sizes = Arc::new(Mutex::new(Vec::new()));
         let group = echo_group(1, 8, sizes.clone());
         let first = tokio::spawn({
@@ -246,17 +252,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn groups_respect_the_size_limit_and_the_running_limit() {
+    async fn group_respects_size_and_running_limits() {
         let sizes = Arc::new(Mutex::new(Vec::new()));
         let running = Arc::new(AtomicUsize::new(0));
-        let most = Arc::new(AtomicUsize::new(0));
+        let max_seen = Arc::new(AtomicUsize::new(0));
         let run: Runner<String, usize> = {
-            let (sizes, running, most) = (sizes.clone(), running.clone(), most.clone());
+            let (sizes, running, max_seen) = (sizes.clone(), running.clone(), max_seen.clone());
             Arc::new(move |requests: Vec<String>| {
-                let (sizes, running, most) = (sizes.clone(), running.clone(), most.clone());
+                let (sizes, running, max_seen) = (sizes.clone(), running.clone(), max_seen.clone());
                 Box::pin(async move {
                     let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                    most.fetch_max(now, Ordering::SeqCst);
+                    max_seen.fetch_max(now, Ordering::SeqCst);
                     sizes.lock().unwrap().push(requests.len());
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     running.fetch_sub(1, Ordering::SeqCst);
@@ -277,11 +283,11 @@ mod tests {
         let sizes = sizes.lock().unwrap();
         assert_eq!(sizes.iter().sum::<usize>(), 40);
         assert!(sizes.iter().all(|size| *size <= 5), "group sizes {sizes:?}");
-        assert!(most.load(Ordering::SeqCst) <= 2);
+        assert!(max_seen.load(Ordering::SeqCst) <= 2);
     }
 
     #[tokio::test]
-    async fn a_dropped_caller_hands_the_waiting_requests_on() {
+    async fn group_survives_dropped_caller() {
         let sizes = Arc::new(Mutex::new(Vec::new()));
         let group = echo_group(1, 8, sizes.clone());
         let alone = tokio::spawn({

@@ -2,9 +2,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
-
 use std::future::Future;
+use std::sync::Arc;
 
 use cqrs_es::persist::{PersistedEventStore, PersistenceError};
 use opencity_domain::ticket::TICKET_STREAM_TYPE;
