@@ -237,17 +237,25 @@ impl<'a> Grouper<'a> {
         self.overflow_group()
     }
 
-    /// Looks up or adds the group of a packed key; `None` when keys are not packed.
+    /// Looks up or adds the group of a packed key; `None` when keys are not packed. The lookup
+    /// of a group already seen is inlined into the row loop; adding one is not.
+    #[inline(always)]
     fn packed_group(&mut self, packed: u64) -> Option<usize> {
         let existing = match &mut self.table {
             Table::Dense(cells) => cells[packed as usize].checked_sub(1),
             Table::Hashed(map) => map.get(&packed).copied(),
             Table::Unpacked => return None,
         };
-        if let Some(group) = existing {
-            return Some(group as usize);
+        match existing {
+            Some(group) => Some(group as usize),
+            None => Some(self.add_packed_group(packed)),
         }
+    }
 
+    /// Adds the group of a packed key seen for the first time.
+    #[cold]
+    #[inline(never)]
+    fn add_packed_group(&mut self, packed: u64) -> usize {
         let group = self.keys.len() as u32;
         self.keys.push(self.unpack(packed));
         match &mut self.table {
@@ -257,7 +265,7 @@ impl<'a> Grouper<'a> {
             }
             Table::Unpacked => {}
         }
-        Some(group as usize)
+        group as usize
     }
 
     fn unpack(&self, packed: u64) -> Vec<i64> {

@@ -41,6 +41,10 @@ pub(super) mod flag {
     pub const TAIL_OPEN: u16 = 1 << 9;
     /// The row is a placeholder: the ticket is kept as a whole view.
     pub const EXOTIC: u16 = 1 << 10;
+    /// The ticket has an acceptance duration (`accept_key` is not `NO_DURATION`).
+    pub const HAS_ACCEPT: u16 = 1 << 11;
+    /// The ticket has a resolution duration (`resolve_key` is not `NO_DURATION`).
+    pub const HAS_RESOLVE: u16 = 1 << 12;
 }
 
 /// Returns the stamp of a stored time, or `None` when it is outside the stamp range.
@@ -85,6 +89,8 @@ pub(super) struct SlaFacts {
 
 impl SlaFacts {
     pub fn of(view: &TicketView) -> SlaFacts {
+        let accept_key = duration_key(view.accept_seconds());
+        let resolve_key = duration_key(view.resolve_seconds());
         let bits = [
             (view.is_cancelled(), flag::CANCELLED),
             (view.is_resolved(), flag::RESOLVED),
@@ -95,6 +101,8 @@ impl SlaFacts {
             (view.confirmed == Some(true), flag::CONFIRMED),
             (!view.flagged.is_empty(), flag::FLAGGED),
             (view.rating.is_some(), flag::RATED),
+            (accept_key != NO_DURATION, flag::HAS_ACCEPT),
+            (resolve_key != NO_DURATION, flag::HAS_RESOLVE),
         ];
         let flags = bits
             .into_iter()
@@ -103,8 +111,8 @@ impl SlaFacts {
         SlaFacts {
             flags,
             rating: view.rating.unwrap_or(0),
-            accept_key: duration_key(view.accept_seconds()),
-            resolve_key: duration_key(view.resolve_seconds()),
+            accept_key,
+            resolve_key,
         }
     }
 }

@@ -3,22 +3,23 @@
 //!
 //! The scan is branch-free per row where the data decide: counters add flag bits, and duration
 //! keys are written to the next free slot and kept only when they count. A grouped query makes
-//! two passes: the first assigns each row its group and counts, the second scatters the
-//! duration keys into one array cut into a segment per group, as a counting sort does. On a
-//! large index both passes run on two threads, each over half of the rows.
+//! two passes: the first assigns each row its group and counts it by its class of facts (see
+//! [`FactClasses`]), the second scatters the duration keys into one array cut into a segment
+//! per group, as a counting sort does. On a large index both passes run on two threads, each
+//! over half of the rows.
 
 use chrono_tz::Tz;
 
 use super::columns::Columns;
 use super::grouping::{key_of_view, CurrentAttributes, Grouper, RowFilter};
-use super::row::{flag, SlaFacts, NO_DURATION};
+use super::row::{flag, SlaFacts};
 use super::select::quantiles;
 use super::StatsIndex;
 use crate::stats::sla::{share, SlaStatsRow};
 use crate::stats::slices::{Dimension, GroupKey, StatsFilter};
 
 /// The counters of one group; the same sums as the accumulator of `sla_stats`.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Totals {
     received: u64,
     resolved: u64,
@@ -59,32 +60,40 @@ impl Totals {
         }
     }
 
-    /// Adds a ticket and returns which of its durations count. Cancelled tickets count only
-    /// as received, cancelled and flagged; resolution figures count only closed tickets.
+    /// Adds a ticket with `flags` and `rating` and returns which of its durations count.
+    /// Cancelled tickets count only as received, cancelled and flagged; resolution figures
+    /// count only closed tickets. The duration keys themselves are not read.
     #[inline(always)]
-    fn add(&mut self, facts: SlaFacts) -> Counted {
-        let bits = u64::from(facts.flags);
+    fn add(&mut self, flags: u16, rating: u8) -> Counted {
+        self.add_times(flags, rating, 1)
+    }
+
+    /// Adds `times` tickets with the same `flags` and `rating`, as [`Totals::add`] would one by
+    /// one, and returns which durations of each count.
+    #[inline(always)]
+    fn add_times(&mut self, flags: u16, rating: u8, times: u64) -> Counted {
+        let bits = u64::from(flags);
         let bit = |mask: u16| u64::from(bits & u64::from(mask) != 0);
         let live = 1 - bit(flag::CANCELLED);
         let resolved = bit(flag::RESOLVED) & live;
         let answered = bit(flag::ANSWERED) & resolved;
         let rated = bit(flag::RATED) & live;
 
-        self.received += 1;
-        self.flagged += bit(flag::FLAGGED);
-        self.cancelled += 1 - live;
-        self.reported_complete += bit(flag::REPORTED) & live;
-        self.reopened += bit(flag::REOPENED) & live;
-        self.rating_sum += rated * u64::from(facts.rating);
-        self.rating_count += rated;
-        self.resolved += resolved;
-        self.resolved_on_time += bit(flag::ON_TIME) & resolved;
-        self.resident_answers += answered;
-        self.confirmed += bit(flag::CONFIRMED) & answered;
+        self.received += times;
+        self.flagged += bit(flag::FLAGGED) * times;
+        self.cancelled += (1 - live) * times;
+        self.reported_complete += (bit(flag::REPORTED) & live) * times;
+        self.reopened += (bit(flag::REOPENED) & live) * times;
+        self.rating_sum += rated * u64::from(rating) * times;
+        self.rating_count += rated * times;
+        self.resolved += resolved * times;
+        self.resolved_on_time += (bit(flag::ON_TIME) & resolved) * times;
+        self.resident_answers += answered * times;
+        self.confirmed += (bit(flag::CONFIRMED) & answered) * times;
 
-        let counted = counted(facts);
-        self.accepts += counted & 1;
-        self.resolves += counted >> 1;
+        let counted = counted(flags);
+        self.accepts += (counted & 1) * times;
+        self.resolves += (counted >> 1) * times;
         counted
     }
 
@@ -115,13 +124,13 @@ impl Totals {
     }
 }
 
-/// Returns which durations of a ticket count, by the rules of [`Totals::add`].
+/// Returns which durations of a ticket with `flags` count, by the rules of [`Totals::add`].
 #[inline(always)]
-fn counted(facts: SlaFacts) -> Counted {
-    let has = |mask: u16| u64::from(facts.flags & mask != 0);
+fn counted(flags: u16) -> Counted {
+    let has = |mask: u16| u64::from(flags & mask != 0);
     let live = 1 - has(flag::CANCELLED);
-    let accept = live & u64::from(facts.accept_key != NO_DURATION);
-    let resolve = has(flag::RESOLVED) & live & u64::from(facts.resolve_key != NO_DURATION);
+    let accept = live & has(flag::HAS_ACCEPT);
+    let resolve = has(flag::RESOLVED) & live & has(flag::HAS_RESOLVE);
     accept | (resolve << 1)
 }
 
@@ -181,7 +190,7 @@ impl Scan<'_> {
             let key = key_of_view(view, &state, group_by, &index.names, tz);
             let slot = self.grouper.group_of_key(&key) + 1;
             let facts = SlaFacts::of(view);
-            let counted = self.slot_totals(slot).add(facts);
+            let counted = self.slot_totals(slot).add(facts.flags, facts.rating);
             if counted & 1 != 0 {
                 self.extra_accepts.push((slot, facts.accept_key));
             }
@@ -277,7 +286,7 @@ fn scan_ungrouped(scan: &mut Scan<'_>) -> (Segments, Segments) {
     for row in 0..rows {
         let slot = usize::from(scan.includes(row));
         let facts = facts_of_row(columns, row);
-        let counted = totals[slot].add(facts) * slot as u64;
+        let counted = totals[slot].add(facts.flags, facts.rating) * slot as u64;
         accept_keys[accepts] = facts.accept_key;
         accepts += (counted & 1) as usize;
         resolve_keys[resolves] = facts.resolve_key;
@@ -377,11 +386,15 @@ struct PartSlots {
 }
 
 /// First pass over `range`: the slot of each row, with `grouper` numbering the groups, and the
-/// counters of each slot.
+/// counters of each slot. Each row adds one to the count of its slot and [`FactClasses`] class.
+/// The counters follow from those counts at the end, so the loop does one addition per row
+/// instead of the thirteen of [`Totals::add`].
 fn assign_slots(scan: &Scan<'_>, grouper: &mut Grouper<'_>, range: std::ops::Range<usize>) -> PartSlots {
     let columns = &scan.index.columns;
+    let mut classes = FactClasses::for_rows(range.len());
     let mut slots = Vec::with_capacity(range.len());
     let mut totals = vec![Totals::default(); grouper.group_count() + 1];
+    let mut counts = vec![0u32; totals.len() * MAX_CLASSES];
     for row in range {
         let slot = if scan.includes(row) {
             grouper.group_of_row(columns, row, &CurrentAttributes { columns, row }) + 1
@@ -390,11 +403,94 @@ fn assign_slots(scan: &Scan<'_>, grouper: &mut Grouper<'_>, range: std::ops::Ran
         };
         if slot >= totals.len() {
             totals.resize(slot + 1, Totals::default());
+            counts.resize(totals.len() * MAX_CLASSES, 0);
         }
         slots.push(slot as u32);
-        totals[slot].add(facts_of_row(columns, row));
+        let (flags, rating) = (columns.flags[row], columns.rating[row]);
+        match classes.class_of(flags, rating) {
+            Some(class) => counts[slot * MAX_CLASSES + class] += 1,
+            None => {
+                totals[slot].add(flags, rating);
+            }
+        }
+    }
+    for (slot, totals) in totals.iter_mut().enumerate() {
+        let slot_counts = &counts[slot * MAX_CLASSES..(slot + 1) * MAX_CLASSES];
+        for (&(flags, rating), &count) in classes.facts.iter().zip(slot_counts) {
+            if count > 0 {
+                totals.add_times(flags, rating, u64::from(count));
+            }
+        }
     }
     PartSlots { slots, totals }
+}
+
+/// Classes of a part of a grouped scan: one per distinct pair of counted flags and rating.
+const MAX_CLASSES: usize = 64;
+
+/// The flags that [`Totals::add`] reads. The highest is bit 12, so the flags index a table of
+/// 8,192 cells per rating.
+const COUNTED_FLAGS: u16 = flag::CANCELLED
+    | flag::RESOLVED
+    | flag::ON_TIME
+    | flag::REPORTED
+    | flag::REOPENED
+    | flag::ANSWERED
+    | flag::CONFIRMED
+    | flag::FLAGGED
+    | flag::RATED
+    | flag::HAS_ACCEPT
+    | flag::HAS_RESOLVE;
+const FLAG_CELLS: usize = 1 << 13;
+const _: () = assert!((COUNTED_FLAGS as usize) < FLAG_CELLS);
+
+/// Ratings below this value have classes; rows with a higher one are added one by one.
+const CLASSED_RATINGS: u8 = 8;
+
+/// Class numbers of the distinct pairs of counted flags and rating in one part, from 0 in order
+/// of appearance. There are far fewer pairs than rows, so counting rows per slot and pair and
+/// deriving the counters once per pair is exact and cheaper than adding every counter for every
+/// row. A pair beyond the first [`MAX_CLASSES`], or with a rating of [`CLASSED_RATINGS`] or
+/// more, gets no class, and its rows are added one by one.
+struct FactClasses {
+    /// Class number plus one by `flags & COUNTED_FLAGS` plus `rating * FLAG_CELLS`; 0 for none
+    /// yet. Empty when classes are off.
+    class_of: Vec<u8>,
+    /// The counted flags and rating of each class.
+    facts: Vec<(u16, u8)>,
+}
+
+impl FactClasses {
+    /// Classes for a part of `rows` rows. They are off when a count could exceed `u32`.
+    fn for_rows(rows: usize) -> FactClasses {
+        let on = u32::try_from(rows).is_ok();
+        FactClasses {
+            class_of: if on { vec![0; FLAG_CELLS * usize::from(CLASSED_RATINGS)] } else { Vec::new() },
+            facts: Vec::with_capacity(MAX_CLASSES),
+        }
+    }
+
+    /// Returns the class of a row's facts and numbers a new pair. Returns `None` for a pair
+    /// without a class.
+    #[inline(always)]
+    fn class_of(&mut self, flags: u16, rating: u8) -> Option<usize> {
+        let cell = usize::from(flags & COUNTED_FLAGS) + usize::from(rating) * FLAG_CELLS;
+        match self.class_of.get(cell)?.checked_sub(1) {
+            Some(class) => Some(usize::from(class)),
+            None => self.add(cell, flags & COUNTED_FLAGS, rating),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn add(&mut self, cell: usize, flags: u16, rating: u8) -> Option<usize> {
+        if self.facts.len() == MAX_CLASSES {
+            return None;
+        }
+        self.facts.push((flags, rating));
+        self.class_of[cell] = self.facts.len() as u8;
+        Some(self.facts.len() - 1)
+    }
 }
 
 /// The duration keys of every slot in one array: the first part's keys, a spare cell, the
@@ -475,11 +571,44 @@ fn scatter_keys(
     for (offset, slot) in slots.iter().enumerate() {
         let row = first_row + offset;
         let slot = slot_of(*slot) as usize;
-        let facts = facts_of_row(columns, row);
-        let counted = counted(facts) * u64::from(slot != 0);
-        accept_cells[slot][accept_next[slot]] = facts.accept_key;
+        let counted = counted(columns.flags[row]) * u64::from(slot != 0);
+        accept_cells[slot][accept_next[slot]] = columns.accept_key[row];
         accept_next[slot] += (counted & 1) as usize;
-        resolve_cells[slot][resolve_next[slot]] = facts.resolve_key;
+        resolve_cells[slot][resolve_next[slot]] = columns.resolve_key[row];
         resolve_next[slot] += (counted >> 1) as usize;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counting through classes gives the sums of adding row by row, also for the pairs that
+    /// get no class: those beyond the first 64 and those with a rating of 8 or more.
+    #[test]
+    fn class_counts_equal_rows_added_one_by_one() {
+        let mut classes = FactClasses::for_rows(10_000);
+        let mut counts = [0u32; MAX_CLASSES];
+        let mut by_class = Totals::default();
+        let mut by_row = Totals::default();
+        let mut unclassed = 0;
+        for row in 0u32..10_000 {
+            let flags = (row.wrapping_mul(2_654_435_761) >> 9) as u16 & 0x1fff;
+            let rating = (row % 11) as u8;
+            by_row.add(flags, rating);
+            match classes.class_of(flags, rating) {
+                Some(class) => counts[class] += 1,
+                None => {
+                    unclassed += 1;
+                    by_class.add(flags, rating);
+                }
+            }
+        }
+        for (&(flags, rating), &count) in classes.facts.iter().zip(&counts) {
+            by_class.add_times(flags, rating, u64::from(count));
+        }
+        assert_eq!(classes.facts.len(), MAX_CLASSES);
+        assert!(unclassed > 0);
+        assert_eq!(by_class, by_row);
     }
 }
