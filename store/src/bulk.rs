@@ -33,6 +33,10 @@ impl Store {
     /// the batch. Personal texts are sealed as `execute` seals them, with the keys of a chunk
     /// fetched together. Returns one result per item, in the batch's order.
     ///
+    /// A chunk of tickets that each start with their registration, as an import of new
+    /// records, is decided without reading its streams. If one of them exists, its append
+    /// fails with nothing stored, and the chunk is decided again on the loaded streams.
+    ///
     /// If a shared transaction fails (a concurrent writer, a deadlock, a lost connection), its
     /// items are executed again one by one, so every item ends with its own result.
     pub async fn execute_many(
@@ -45,7 +49,17 @@ impl Store {
         // Every chunk returns one result per item, tagged with the item's index in the batch.
         let mut results = Vec::new();
         for chunk in groups.chunks(BULK_STREAMS_PER_TRANSACTION) {
-            match self.execute_chunk(chunk, services).await {
+            // An existing stream fails the append of new streams on its first sequence.
+            let new_streams = chunk.iter().all(TicketGroup::starts_with_registration);
+            let streams = if new_streams { Streams::New } else { Streams::Load };
+            let attempt = match self.execute_chunk(chunk, services, streams).await {
+                Err(error) if new_streams => {
+                    tracing::debug!(cause = %error, streams = chunk.len(), "bulk append as new streams failed; loading them");
+                    self.execute_chunk(chunk, services, Streams::Load).await
+                }
+                attempt => attempt,
+            };
+            match attempt {
                 Ok(chunk_results) => results.extend(chunk_results),
                 Err(error) => {
                     tracing::info!(cause = %error, streams = chunk.len(), "bulk append failed; executing one by one");
@@ -59,13 +73,19 @@ impl Store {
     }
 
     /// Decides every item of `chunk` and appends all their events in one transaction. Any
-    /// store failure fails the whole chunk, with nothing appended.
+    /// store failure fails the whole chunk, with nothing appended. With [`Streams::New`] the
+    /// streams are taken to be empty without a read; an existing one then fails the append.
     async fn execute_chunk(
         &self,
         chunk: &[TicketGroup],
         services: &TicketServices,
+        streams: Streams,
     ) -> Result<Vec<(usize, Result<CommandOutcome, CommandError>)>, BulkError> {
-        let mut streams = self.load_streams(chunk).await?;
+        let mode = streams;
+        let mut streams = match mode {
+            Streams::New => HashMap::new(),
+            Streams::Load => self.load_streams(chunk).await?,
+        };
 
         let mut decided: Vec<(usize, Uuid, Result<Decision, TicketError>)> = Vec::new();
         // The decided events of each stream that has any, with the stream's key subject.
@@ -87,8 +107,15 @@ impl Store {
                     group.ticket_id,
                     state.stored_events().chain(state.pending().iter().map(|envelope| &envelope.payload)),
                 );
-                pending.push((group.ticket_id, subject, state.pending().to_vec()));
+                pending.push((group.ticket_id, subject, state.into_pending()));
             }
+        }
+        // Only its append proves that a stream taken to be new is new. If a ticket appends
+        // nothing or a command is rejected, a stored stream could give another result (an
+        // earlier import's idempotency key, say), so the chunk is loaded instead.
+        let unconfirmed = pending.len() < chunk.len() || decided.iter().any(|(_, _, decision)| decision.is_err());
+        if matches!(mode, Streams::New) && unconfirmed {
+            return Err(BulkError::UnconfirmedNew);
         }
 
         let mut checkpoints = self.seal_and_append(pending, &heads).await?;
@@ -230,6 +257,24 @@ struct TicketGroup {
     items: Vec<(usize, Vec<TicketCommand>, CommandMetadata)>,
 }
 
+impl TicketGroup {
+    /// Returns true when the ticket's first command registers it, so that its stream is
+    /// expected to be new.
+    fn starts_with_registration(&self) -> bool {
+        let first = self.items.first().and_then(|(_, commands, _)| commands.first());
+        matches!(first, Some(TicketCommand::Register(_)))
+    }
+}
+
+/// The source of a bulk chunk's stream states.
+#[derive(Clone, Copy, Debug)]
+enum Streams {
+    /// Reads them.
+    Load,
+    /// Takes them to be empty: every ticket of the chunk starts with its registration.
+    New,
+}
+
 /// Groups a batch by ticket, keeping the order of first appearance and the order within each
 /// ticket.
 fn group_by_ticket(batch: Vec<BulkItem>) -> Vec<TicketGroup> {
@@ -257,4 +302,7 @@ enum BulkError {
     Persistence(#[from] PersistenceError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A chunk decided as new streams has a ticket that appends nothing or a rejected command.
+    #[error("a ticket taken to be new appended nothing or had a command rejected")]
+    UnconfirmedNew,
 }

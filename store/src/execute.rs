@@ -84,6 +84,11 @@ impl StreamState {
         &self.history[self.stored..]
     }
 
+    /// Returns the decided events, consuming the state.
+    pub(crate) fn into_pending(mut self) -> Vec<EventEnvelope<Ticket>> {
+        self.history.split_off(self.stored)
+    }
+
     /// Returns the events of the stream as loaded, without the decided ones.
     pub(crate) fn stored_events(&self) -> impl Iterator<Item = &TicketEvent> {
         self.history[..self.stored].iter().map(|envelope| &envelope.payload)

@@ -292,10 +292,12 @@ fn append_many_statement(on_conflict: &str) -> String {
         "INSERT INTO events ({APPEND_COLUMNS})
          SELECT stream_type, stream_id, sequence, event_type, event_version, payload::json, metadata::json,
                 occurred_at, recorded_at, prev_hash, hash
-           FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
-                       $8::timestamptz[], $9::timestamptz[], $10::text[], $11::text[])
-                AS appended(stream_type, stream_id, sequence, event_type, event_version, payload, metadata,
-                            occurred_at, recorded_at, prev_hash, hash)
+           FROM (SELECT unnest($1::text[]) AS stream_type, unnest($2::text[]) AS stream_id,
+                        unnest($3::bigint[]) AS sequence, unnest($4::text[]) AS event_type,
+                        unnest($5::text[]) AS event_version, unnest($6::text[]) AS payload,
+                        unnest($7::text[]) AS metadata, unnest($8::timestamptz[]) AS occurred_at,
+                        unnest($9::timestamptz[]) AS recorded_at, unnest($10::text[]) AS prev_hash,
+                        unnest($11::text[]) AS hash) AS appended
          {on_conflict}
          RETURNING aggregate_id, sequence, tx_id::text::bigint AS tx, global_position"
     )

@@ -686,6 +686,29 @@ async fn execute_many_matches_execute(store: &Store) {
         outcome(5).last_position
     );
     assert_eq!(store.count_events().await.unwrap(), 5);
+
+    // A batch of registrations only is decided as new streams without reading them. A stored
+    // stream among them fails that append, and the batch is decided on the loaded streams:
+    // the repeated key replays, a new registration of a stored ticket is rejected, and the
+    // new ticket beside them is stored once.
+    let third = Uuid::new_v4();
+    let registrations = store
+        .execute_many(
+            vec![
+                (third, vec![register(third, at(0))], keyed("import", "row-3")),
+                batch[0].clone(),
+                (second, vec![register(second, at(0))], keyed("import", "row-4")),
+            ],
+            &services,
+        )
+        .await;
+    let third_outcome = registrations[0].as_ref().expect("the new ticket is registered");
+    assert_eq!((third_outcome.appended, third_outcome.replayed), (1, false));
+    let replayed = registrations[1].as_ref().expect("the repeated key replays");
+    assert_eq!((replayed.replayed, replayed.last_position), (true, outcome(0).last_position));
+    assert!(matches!(registrations[2], Err(CommandError::Domain(_))));
+    assert_eq!(store.count_events().await.unwrap(), 6);
+    assert_eq!(ticket_events(store, third).await.len(), 1);
 }
 
 async fn execute_many_spans_transactions(store: &Store) {
