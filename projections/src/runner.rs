@@ -1096,7 +1096,9 @@ impl TableRows {
 
     /// Upserts the rows into `views_table` and `reference_table` inside `transaction`. On
     /// PostgreSQL each table takes one statement with one array per column, whose text is the
-    /// same for any number of rows, so it is prepared once per connection. On SQLite a
+    /// same for any number of rows, so it is prepared once per connection. The arrays are
+    /// unnested in the select list, because `unnest` in `FROM` copies every row into a tuple
+    /// store before the insert reads it. On SQLite a
     /// multi-row upsert takes up to [`ROWS_PER_STATEMENT`] rows.
     pub(crate) async fn write(
         &self,
@@ -1120,7 +1122,8 @@ impl TableRows {
                     }
                     sqlx::query(&format!(
                         "INSERT INTO {views_table} (id, external_id, last_position, payload)
-                         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) {UPDATE_VIEW}"
+                         SELECT unnest($1::text[]), unnest($2::text[]), unnest($3::bigint[]), unnest($4::text[])
+                         {UPDATE_VIEW}"
                     ))
                     .bind(ids)
                     .bind(external_ids)
@@ -1135,7 +1138,7 @@ impl TableRows {
                     let payloads: Vec<&str> = self.reference.iter().map(|(_, _, payload)| payload.as_str()).collect();
                     sqlx::query(&format!(
                         "INSERT INTO {reference_table} (kind, id, payload)
-                         SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) {UPDATE_REFERENCE}"
+                         SELECT unnest($1::text[]), unnest($2::text[]), unnest($3::text[]) {UPDATE_REFERENCE}"
                     ))
                     .bind(kinds)
                     .bind(ids)
