@@ -74,14 +74,13 @@ impl Store {
 
     /// Decides every item of `chunk` and appends all their events in one transaction. Any
     /// store failure fails the whole chunk, with nothing appended. With [`Streams::New`] the
-    /// streams are taken to be empty without a read; an existing one then fails the append.
+    /// streams are taken to be empty without a read, and an existing one fails the append.
     async fn execute_chunk(
         &self,
         chunk: &[TicketGroup],
         services: &TicketServices,
-        streams: Streams,
+        mode: Streams,
     ) -> Result<Vec<(usize, Result<CommandOutcome, CommandError>)>, BulkError> {
-        let mode = streams;
         let mut streams = match mode {
             Streams::New => HashMap::new(),
             Streams::Load => self.load_streams(chunk).await?,
@@ -113,9 +112,11 @@ impl Store {
         // Only its append proves that a stream taken to be new is new. If a ticket appends
         // nothing or a command is rejected, a stored stream could give another result (an
         // earlier import's idempotency key, say), so the chunk is loaded instead.
-        let unconfirmed = pending.len() < chunk.len() || decided.iter().any(|(_, _, decision)| decision.is_err());
-        if matches!(mode, Streams::New) && unconfirmed {
-            return Err(BulkError::UnconfirmedNew);
+        if matches!(mode, Streams::New) {
+            let rejected = decided.iter().any(|(_, _, decision)| decision.is_err());
+            if rejected || pending.len() < chunk.len() {
+                return Err(BulkError::UnconfirmedNew);
+            }
         }
 
         let mut checkpoints = self.seal_and_append(pending, &heads).await?;

@@ -425,7 +425,7 @@ fn assign_slots(scan: &Scan<'_>, grouper: &mut Grouper<'_>, range: std::ops::Ran
     PartSlots { slots, totals }
 }
 
-/// Classes of a part of a grouped scan: one per distinct pair of counted flags and rating.
+/// Maximum number of classes in one part of a grouped scan.
 const MAX_CLASSES: usize = 64;
 
 /// The flags that [`Totals::add`] reads. The highest is bit 12, so the flags index a table of
@@ -463,9 +463,9 @@ struct FactClasses {
 impl FactClasses {
     /// Classes for a part of `rows` rows. They are off when a count could exceed `u32`.
     fn for_rows(rows: usize) -> FactClasses {
-        let on = u32::try_from(rows).is_ok();
+        let enabled = u32::try_from(rows).is_ok();
         FactClasses {
-            class_of: if on { vec![0; FLAG_CELLS * usize::from(CLASSED_RATINGS)] } else { Vec::new() },
+            class_of: if enabled { vec![0; FLAG_CELLS * usize::from(CLASSED_RATINGS)] } else { Vec::new() },
             facts: Vec::with_capacity(MAX_CLASSES),
         }
     }
@@ -586,7 +586,7 @@ mod tests {
     /// Counting through classes gives the sums of adding row by row, also for the pairs that
     /// get no class: those beyond the first 64 and those with a rating of 8 or more.
     #[test]
-    fn class_counts_equal_rows_added_one_by_one() {
+    fn class_counts_equal_row_sums() {
         let mut classes = FactClasses::for_rows(10_000);
         let mut counts = [0u32; MAX_CLASSES];
         let mut by_class = Totals::default();
